@@ -1,0 +1,212 @@
+// Turns the environment into the typed, frozen configuration. Nothing else in mailstream reads
+// process.env. The first problem found stops start-up with a ConfigError naming the variable; a
+// secret's value is never part of the message.
+import { accessSync, constants } from 'node:fs';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { ConfigError } from '../core/errors.ts';
+import { SETTINGS, type Role, type SettingName } from './settings.ts';
+
+export type StartFrom = { kind: 'all' } | { kind: 'now' } | { kind: 'date'; date: Date };
+
+export interface Config {
+  role: Role;
+  prefix: string;
+  redis: { url: string; clusterNodes: string[] | undefined };
+  http: { host: string; port: number };
+  logLevel: string;
+  shutdownTimeoutMs: number;
+  accountsFile: string | undefined;
+  imap: {
+    host: string;
+    port: number;
+    secure: boolean;
+    tlsCaFile: string | undefined;
+    user: string;
+    auth: 'oauth2' | 'password';
+    password: string | undefined;
+    mailboxes: string[];
+    idle: boolean;
+    pollIntervalMs: number;
+    idleRestartMs: number;
+    noopIntervalMs: number;
+    fetchBatchSize: number;
+    maxConnections: number;
+  };
+  oauth2: {
+    clientId: string | undefined;
+    clientSecret: string | undefined;
+    tokenFile: string;
+    tokenUrl: string;
+    authUrl: string;
+    revokeUrl: string;
+    scope: string;
+    serviceAccountFile: string | undefined;
+  };
+  producer: {
+    startFrom: StartFrom;
+    maxBodyBytes: number;
+    parseThreads: number;
+    streamMaxLen: number;
+    maxConsumerLag: number;
+    uidValidityResync: 'since-last' | 'full';
+    uidValidityMarginMs: number;
+    ingestedRetentionMs: number;
+  };
+  worker: {
+    sinkUrl: string;
+    webhookSecret: string | undefined;
+    webhookTimeoutMs: number;
+    maxAttempts: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    concurrency: number;
+    readBatchSize: number;
+    readBlockMs: number;
+    claimIdleMs: number;
+    claimIntervalMs: number;
+    dedupeTtlSeconds: number;
+    group: string;
+    consumerName: string;
+  };
+  /** Values of secret settings, so the logger can scrub them wherever they turn up. */
+  secrets: string[];
+}
+
+type Parsed = { [K in SettingName]: unknown };
+
+function parseSettings(env: Record<string, string | undefined>): Parsed {
+  const out: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(SETTINGS)) {
+    const raw = env[name];
+    const value = raw === undefined || raw === '' ? ('default' in spec ? spec.default : undefined) : raw;
+    if (value === undefined) { out[name] = undefined; continue; }
+    const result = spec.schema.safeParse(value);
+    if (!result.success) {
+      const problem = result.error.issues[0]?.message ?? 'invalid value';
+      // A secret's value is never echoed; neither is any value: the operator knows what they set.
+      throw new ConfigError(name, problem);
+    }
+    out[name] = result.data;
+  }
+  return out as Parsed;
+}
+
+function require<T>(name: SettingName, value: T | undefined, why: string): T {
+  if (value === undefined) throw new ConfigError(name, `required ${why}`);
+  return value;
+}
+
+function readable(name: SettingName, path: string | undefined): void {
+  if (path === undefined) return;
+  try { accessSync(path, constants.R_OK); } catch { throw new ConfigError(name, `cannot read file ${path}`); }
+}
+
+const DEFAULT_PORTS: Record<Role, number> = { producer: 9464, worker: 9465, admin: 0 };
+
+export function loadConfig(role: Role, env: Record<string, string | undefined>): Readonly<Config> {
+  const s = parseSettings(env);
+  const str = (n: SettingName) => s[n] as string | undefined;
+  const num = (n: SettingName) => s[n] as number;
+
+  const accountsFile = str('ACCOUNTS_FILE');
+  readable('ACCOUNTS_FILE', accountsFile);
+  const needsAccount = (role === 'producer' || role === 'worker') && accountsFile === undefined;
+  const user = needsAccount ? require('IMAP_USER', str('IMAP_USER'), `for the ${role} (the account to ${role === 'producer' ? 'read' : 'deliver'})`) : (str('IMAP_USER') ?? '');
+
+  const auth = s.IMAP_AUTH as 'oauth2' | 'password';
+  const serviceAccountFile = str('OAUTH2_SERVICE_ACCOUNT_FILE');
+  if (role === 'producer' && accountsFile === undefined) {
+    if (auth === 'password') require('IMAP_PASSWORD', str('IMAP_PASSWORD'), 'when IMAP_AUTH=password');
+    if (auth === 'oauth2' && serviceAccountFile === undefined) {
+      require('OAUTH2_CLIENT_ID', str('OAUTH2_CLIENT_ID'), 'when IMAP_AUTH=oauth2');
+      require('OAUTH2_CLIENT_SECRET', str('OAUTH2_CLIENT_SECRET'), 'when IMAP_AUTH=oauth2');
+    }
+    readable('IMAP_TLS_CA_FILE', str('IMAP_TLS_CA_FILE'));
+    readable('OAUTH2_SERVICE_ACCOUNT_FILE', serviceAccountFile);
+  }
+  const sinkUrl = role === 'worker' ? require('SINK_URL', str('SINK_URL'), 'for the worker') : (str('SINK_URL') ?? '');
+  if (num('RETRY_MAX_MS') < num('RETRY_BASE_MS')) throw new ConfigError('RETRY_MAX_MS', 'must be at least RETRY_BASE_MS');
+
+  const startFromRaw = s.START_FROM as string;
+  const startFrom: StartFrom = startFromRaw === 'all' ? { kind: 'all' } : startFromRaw === 'now' ? { kind: 'now' } : { kind: 'date', date: new Date(`${startFromRaw}T00:00:00Z`) };
+
+  const secrets = Object.entries(SETTINGS)
+    .filter(([, spec]) => 'secret' in spec && spec.secret)
+    .map(([name]) => str(name as SettingName))
+    .filter((v): v is string => typeof v === 'string' && v.length >= 4);
+  const redisPassword = new URL(s.REDIS_URL as string).password;
+  if (redisPassword) secrets.push(decodeURIComponent(redisPassword));
+
+  const config: Config = {
+    role,
+    prefix: s.MAILSTREAM_PREFIX as string,
+    redis: { url: s.REDIS_URL as string, clusterNodes: s.REDIS_CLUSTER_NODES as string[] | undefined },
+    http: { host: s.HTTP_HOST as string, port: (s.HTTP_PORT as number | undefined) ?? DEFAULT_PORTS[role] },
+    logLevel: s.LOG_LEVEL as string,
+    shutdownTimeoutMs: num('SHUTDOWN_TIMEOUT_MS'),
+    accountsFile,
+    imap: {
+      host: s.IMAP_HOST as string,
+      port: num('IMAP_PORT'),
+      secure: s.IMAP_SECURE as boolean,
+      tlsCaFile: str('IMAP_TLS_CA_FILE'),
+      user,
+      auth,
+      password: str('IMAP_PASSWORD'),
+      mailboxes: s.IMAP_MAILBOXES as string[],
+      idle: s.IMAP_IDLE as boolean,
+      pollIntervalMs: num('POLL_INTERVAL_MS'),
+      idleRestartMs: num('IDLE_RESTART_MS'),
+      noopIntervalMs: num('NOOP_INTERVAL_MS'),
+      fetchBatchSize: num('FETCH_BATCH_SIZE'),
+      maxConnections: num('IMAP_MAX_CONNECTIONS'),
+    },
+    oauth2: {
+      clientId: str('OAUTH2_CLIENT_ID'),
+      clientSecret: str('OAUTH2_CLIENT_SECRET'),
+      tokenFile: str('OAUTH2_TOKEN_FILE') ?? `./tokens/${user || 'account'}.json`,
+      tokenUrl: s.OAUTH2_TOKEN_URL as string,
+      authUrl: s.OAUTH2_AUTH_URL as string,
+      revokeUrl: s.OAUTH2_REVOKE_URL as string,
+      scope: s.OAUTH2_SCOPE as string,
+      serviceAccountFile,
+    },
+    producer: {
+      startFrom,
+      maxBodyBytes: num('MAX_BODY_BYTES'),
+      parseThreads: num('PARSE_THREADS'),
+      streamMaxLen: num('STREAM_MAX_LEN'),
+      maxConsumerLag: num('MAX_CONSUMER_LAG'),
+      uidValidityResync: s.UIDVALIDITY_RESYNC as 'since-last' | 'full',
+      uidValidityMarginMs: num('UIDVALIDITY_MARGIN_HOURS') * 3_600_000,
+      ingestedRetentionMs: num('INGESTED_RETENTION_DAYS') * 86_400_000,
+    },
+    worker: {
+      sinkUrl,
+      webhookSecret: str('WEBHOOK_SECRET'),
+      webhookTimeoutMs: num('WEBHOOK_TIMEOUT_MS'),
+      maxAttempts: num('MAX_ATTEMPTS'),
+      retryBaseMs: num('RETRY_BASE_MS'),
+      retryMaxMs: num('RETRY_MAX_MS'),
+      concurrency: num('WORKER_CONCURRENCY'),
+      readBatchSize: num('READ_BATCH_SIZE'),
+      readBlockMs: num('READ_BLOCK_MS'),
+      claimIdleMs: num('CLAIM_IDLE_MS'),
+      claimIntervalMs: num('CLAIM_INTERVAL_MS'),
+      dedupeTtlSeconds: num('DEDUPE_TTL_SECONDS'),
+      group: s.CONSUMER_GROUP as string,
+      consumerName: str('CONSUMER_NAME') ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+    },
+    secrets,
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !(value instanceof Date)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,112 @@
+// Every setting mailstream reads, with its default and one line on what it does. This table is
+// the single source: the loader validates it, `.env.example` is checked against it by a test.
+import { z } from 'zod';
+
+export type Role = 'producer' | 'worker' | 'admin';
+
+export interface SettingSpec {
+  /** Parser for the raw string; its output lands in the typed config. */
+  schema: z.ZodType;
+  /** Default as the operator would write it (undefined: no default). */
+  default?: string;
+  doc: string;
+  /** A secret: never echoed in errors, logs or `status`. */
+  secret?: boolean;
+  /** Roles for which the setting must be present (when no default). */
+  requiredFor?: Role[];
+}
+
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], {
+  error: 'expected true or false',
+}).transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) =>
+  z.string().regex(/^-?\d+$/, 'expected a whole number').transform(Number)
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const port = int(0, 65535);
+const nonEmpty = z.string().trim().min(1, 'must not be empty');
+
+const redisUrl = z.string().refine((v) => {
+  try { const u = new URL(v); return u.protocol === 'redis:' || u.protocol === 'rediss:'; } catch { return false; }
+}, 'expected a redis:// or rediss:// URL');
+
+const httpUrl = z.string().refine((v) => {
+  try { const u = new URL(v); return u.protocol === 'http:' || u.protocol === 'https:'; } catch { return false; }
+}, 'expected an http:// or https:// URL');
+
+const sinkUrl = z.string().refine((v) => {
+  try { return ['file:', 'http:', 'https:', 'postgres:', 'postgresql:', 'module:'].includes(new URL(v).protocol); } catch { return false; }
+}, 'expected file:///path.jsonl, http(s)://..., postgres://... or module:///path/handler.js');
+
+const startFrom = z.string().refine((v) => v === 'all' || v === 'now' || (/^\d{4}-\d{2}-\d{2}$/.test(v) && !Number.isNaN(Date.parse(v))),
+  'expected all, now or a date YYYY-MM-DD');
+
+const list = z.string().transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+  .pipe(z.array(z.string()).min(1, 'must name at least one'));
+
+const MINUTE = 60_000;
+
+export const SETTINGS = {
+  // --- shared ---
+  REDIS_URL: { schema: redisUrl, default: 'redis://127.0.0.1:6379', doc: 'Redis server: redis:// or rediss:// (TLS), with ACL user and password if any', secret: false },
+  REDIS_CLUSTER_NODES: { schema: list, doc: 'comma-separated host:port of Redis Cluster nodes; when set, REDIS_URL only supplies credentials and TLS' },
+  MAILSTREAM_PREFIX: { schema: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'expected letters, digits, _ . or -'), default: 'mailstream', doc: 'prefix of every Redis key' },
+  HTTP_HOST: { schema: nonEmpty, default: '127.0.0.1', doc: 'address of the health and metrics listener' },
+  HTTP_PORT: { schema: port, doc: 'port of the health and metrics listener (default: producer 9464, worker 9465; 0 picks a free one)' },
+  LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected fatal, error, warn, info, debug, trace or silent' }), default: 'info', doc: 'pino log level' },
+  SHUTDOWN_TIMEOUT_MS: { schema: int(0, 10 * MINUTE), default: '30000', doc: 'how long a SIGTERM waits for work in hand before the process exits anyway' },
+  ACCOUNTS_FILE: { schema: nonEmpty, doc: 'JSON file listing several accounts (see runbooks/scaling.md); replaces the single-account IMAP_* and OAUTH2_* settings' },
+
+  // --- producer: IMAP ---
+  IMAP_HOST: { schema: nonEmpty, default: 'imap.gmail.com', doc: 'IMAP server' },
+  IMAP_PORT: { schema: int(1, 65535), default: '993', doc: 'IMAP port' },
+  IMAP_SECURE: { schema: bool, default: 'true', doc: 'implicit TLS (true) or plain/STARTTLS (false)' },
+  IMAP_TLS_CA_FILE: { schema: nonEmpty, doc: 'extra CA certificate (PEM) to trust, for private servers; certificate checks are never turned off' },
+  IMAP_USER: { schema: nonEmpty, requiredFor: ['producer'], doc: 'account (email address); also names the stream' },
+  IMAP_AUTH: { schema: z.enum(['oauth2', 'password'], { error: 'expected oauth2 or password' }), default: 'oauth2', doc: 'oauth2 (XOAUTH2, Gmail) or password' },
+  IMAP_PASSWORD: { schema: nonEmpty, secret: true, doc: 'password when IMAP_AUTH=password' },
+  IMAP_MAILBOXES: { schema: list, default: 'INBOX', doc: 'comma-separated mailboxes, one IMAP connection each' },
+  IMAP_IDLE: { schema: bool, default: 'true', doc: 'wait for new mail with IMAP IDLE; false polls every POLL_INTERVAL_MS' },
+  POLL_INTERVAL_MS: { schema: int(100, 24 * 60 * MINUTE), default: '60000', doc: 'polling period without IDLE, and the periodic re-check with IDLE' },
+  IDLE_RESTART_MS: { schema: int(1000, 29 * MINUTE), default: String(28 * MINUTE), doc: 'IDLE is re-issued at least this often (RFC 9051 asks for under 30 minutes)' },
+  NOOP_INTERVAL_MS: { schema: int(1000, 60 * MINUTE), default: String(2 * MINUTE), doc: 'liveness check of an idle connection; a NOOP that does not answer triggers a reconnect' },
+  FETCH_BATCH_SIZE: { schema: int(1, 5000), default: '200', doc: 'messages fetched and appended per batch' },
+  IMAP_MAX_CONNECTIONS: { schema: int(1, 15), default: '10', doc: 'connections this producer opens per account at most (Gmail allows about 15)' },
+  START_FROM: { schema: startFrom, default: 'now', doc: 'for a mailbox never seen: all, now, or a date YYYY-MM-DD' },
+  MAX_BODY_BYTES: { schema: int(1024, 64 * 1024 * 1024), default: String(1024 * 1024), doc: 'text and html are each cut to this many bytes (with a truncation flag)' },
+  PARSE_THREADS: { schema: int(0, 64), default: '0', doc: 'worker threads that parse mail; 0 picks one per spare core' },
+  STREAM_MAX_LEN: { schema: int(100, 1_000_000_000), default: '1000000', doc: 'entries kept in the stream; only acknowledged ones are trimmed, and the producer pauses when unconsumed entries reach it' },
+  MAX_CONSUMER_LAG: { schema: int(1, 1_000_000_000), default: '100000', doc: 'the producer stops fetching while a consumer group lags by more than this' },
+  UIDVALIDITY_RESYNC: { schema: z.enum(['since-last', 'full'], { error: 'expected since-last or full' }), default: 'since-last', doc: 'after a UIDVALIDITY change: re-read from the last ingested date minus the margin, or the whole mailbox' },
+  UIDVALIDITY_MARGIN_HOURS: { schema: int(0, 24 * 365), default: '48', doc: 'safety margin for since-last re-syncs' },
+  INGESTED_RETENTION_DAYS: { schema: int(1, 3650), default: '90', doc: 'how long the producer remembers ingested keys, to skip them on re-sync' },
+
+  // --- producer: OAuth2 ---
+  OAUTH2_CLIENT_ID: { schema: nonEmpty, doc: 'OAuth2 client id (required for IMAP_AUTH=oauth2)' },
+  OAUTH2_CLIENT_SECRET: { schema: nonEmpty, secret: true, doc: 'OAuth2 client secret (required for IMAP_AUTH=oauth2)' },
+  OAUTH2_TOKEN_FILE: { schema: nonEmpty, doc: 'JSON credentials with at least refresh_token, written mode 0600 (default ./tokens/<IMAP_USER>.json)' },
+  OAUTH2_TOKEN_URL: { schema: httpUrl, default: 'https://oauth2.googleapis.com/token', doc: 'token endpoint' },
+  OAUTH2_AUTH_URL: { schema: httpUrl, default: 'https://accounts.google.com/o/oauth2/v2/auth', doc: 'consent endpoint' },
+  OAUTH2_REVOKE_URL: { schema: httpUrl, default: 'https://oauth2.googleapis.com/revoke', doc: 'revocation endpoint' },
+  OAUTH2_SCOPE: { schema: nonEmpty, default: 'https://mail.google.com/', doc: 'scope requested at consent' },
+  OAUTH2_SERVICE_ACCOUNT_FILE: { schema: nonEmpty, doc: 'Google Workspace service-account key (domain-wide delegation) used instead of a refresh token' },
+
+  // --- worker ---
+  SINK_URL: { schema: sinkUrl, requiredFor: ['worker'], doc: 'where the worker delivers: file:///path/out.jsonl, http(s)://... (webhook), postgres://..., module:///path/handler.js' },
+  WEBHOOK_SECRET: { schema: nonEmpty, secret: true, doc: 'HMAC-SHA256 key of the webhook signature header' },
+  WEBHOOK_TIMEOUT_MS: { schema: int(100, 10 * MINUTE), default: '10000', doc: 'timeout of one webhook request' },
+  MAX_ATTEMPTS: { schema: int(1, 1000), default: '5', doc: 'deliveries before an email goes to the DLQ' },
+  RETRY_BASE_MS: { schema: int(1, 24 * 60 * MINUTE), default: '1000', doc: 'first retry delay; doubles each attempt, with jitter' },
+  RETRY_MAX_MS: { schema: int(1, 24 * 60 * MINUTE), default: String(5 * MINUTE), doc: 'longest retry delay' },
+  WORKER_CONCURRENCY: { schema: int(1, 1024), default: '16', doc: 'deliveries in flight per worker process' },
+  READ_BATCH_SIZE: { schema: int(1, 10_000), default: '100', doc: 'entries read from the stream per XREADGROUP' },
+  READ_BLOCK_MS: { schema: int(10, MINUTE), default: '2000', doc: 'how long one XREADGROUP waits for new entries' },
+  CLAIM_IDLE_MS: { schema: int(100, 24 * 60 * MINUTE), default: '60000', doc: 'an entry pending this long with another consumer is claimed as an orphan' },
+  CLAIM_INTERVAL_MS: { schema: int(100, 60 * MINUTE), default: '15000', doc: 'how often orphans are looked for' },
+  DEDUPE_TTL_SECONDS: { schema: int(60, 365 * 24 * 3600), default: String(7 * 24 * 3600), doc: 'how long a delivered key is remembered and skipped' },
+  CONSUMER_GROUP: { schema: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'expected letters, digits, _ . : or -'), default: 'workers', doc: 'consumer group of the workers' },
+  CONSUMER_NAME: { schema: z.string().regex(/^[A-Za-z0-9_.:@-]+$/, 'expected letters, digits, _ . : @ or -'), doc: 'this worker\'s consumer name (default host-pid-random, unique per process)' },
+} satisfies Record<string, SettingSpec>;
+
+export type SettingName = keyof typeof SETTINGS;

@@ -1,0 +1,58 @@
+// Circuit breakers (opossum) with their state exported as a metric and offered to /ready. A
+// breaker wraps one dependency (IMAP, Redis, a sink); while it is open, callers wait instead of
+// hammering a dependency that is down.
+import CircuitBreaker from 'opossum';
+import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface BreakerOptions {
+  /** Failure ratio in the rolling window that opens the breaker. @default 50 (%) */
+  errorThresholdPercentage?: number;
+  /** Calls in the window before the ratio counts. @default 5 */
+  volumeThreshold?: number;
+  /** Time open before a trial call. @default 10_000 */
+  resetTimeoutMs?: number;
+  /** Per-call timeout; false for none (callers set their own). @default false */
+  timeoutMs?: number | false;
+  /** Errors that say nothing about the dependency's health (e.g. a permanent 4xx) do not count. */
+  isNeutral?: (err: unknown) => boolean;
+}
+
+export const BREAKER_STATE = { closed: 0, halfOpen: 1, open: 2 } as const;
+
+export type Breaker<A extends unknown[], R> = CircuitBreaker<A, R>;
+
+export function createBreaker<A extends unknown[], R>(
+  name: string,
+  action: (...args: A) => Promise<R>,
+  deps: { metrics?: Metrics; logger?: Logger },
+  options: BreakerOptions = {},
+): Breaker<A, R> {
+  const breaker = new CircuitBreaker<A, R>(action, {
+    name,
+    errorThresholdPercentage: options.errorThresholdPercentage ?? 50,
+    volumeThreshold: options.volumeThreshold ?? 5,
+    resetTimeout: options.resetTimeoutMs ?? 10_000,
+    timeout: options.timeoutMs ?? false,
+    rollingCountTimeout: 10_000,
+    errorFilter: options.isNeutral ? (err: unknown) => options.isNeutral!(err) : undefined,
+  });
+  const gauge = deps.metrics?.breakerState;
+  gauge?.set({ breaker: name }, BREAKER_STATE.closed);
+  deps.metrics?.breakerOpens.inc({ breaker: name }, 0);
+  breaker.on('open', () => {
+    gauge?.set({ breaker: name }, BREAKER_STATE.open);
+    deps.metrics?.breakerOpens.inc({ breaker: name });
+    deps.logger?.warn({ breaker: name }, 'circuit breaker opened');
+  });
+  breaker.on('halfOpen', () => gauge?.set({ breaker: name }, BREAKER_STATE.halfOpen));
+  breaker.on('close', () => {
+    gauge?.set({ breaker: name }, BREAKER_STATE.closed);
+    deps.logger?.info({ breaker: name }, 'circuit breaker closed');
+  });
+  return breaker;
+}
+
+export function breakerStateName(breaker: { opened: boolean; halfOpen: boolean }): 'open' | 'half-open' | 'closed' {
+  return breaker.opened ? 'open' : breaker.halfOpen ? 'half-open' : 'closed';
+}

@@ -1,0 +1,67 @@
+// Every Redis key mailstream uses is built here and nowhere else. All keys of one account share
+// the hash tag `{account}`, so every script and transaction on an account stays in one Redis
+// Cluster slot.
+
+export interface AccountKeys {
+  account: string;
+  /** The stream of email entries (the contract's `<prefix>:{<account>}:emails`). */
+  stream: string;
+  /** Dead letters (the contract's `<prefix>:{<account>}:dlq`). */
+  dlq: string;
+  /** Hash per mailbox: uidValidity, lastUid, lastInternalDate, lastPollAt, ... */
+  mailbox(mailbox: string): string;
+  /** Sorted set of idempotency keys the producer appended, scored by internal date (ms). */
+  ingested: string;
+  /** Marker that the worker delivered a key (string with a TTL). */
+  delivered(idempotencyKey: string): string;
+  /** Sorted set of stream IDs waiting for a retry, scored by due time (ms). */
+  retries: string;
+  /** Hash of stream ID -> JSON failure record (first/last failure, last error). */
+  failures: string;
+  /** Lease on a mailbox held by one producer (scale-out). */
+  lease(mailbox: string): string;
+  /** Counter handing out fencing tokens for leases. */
+  fence: string;
+  /** Hash of mailbox -> status JSON written by the producer (for `mailstream status`). */
+  mailboxStatus: string;
+}
+
+export interface GlobalKeys {
+  /** Set of every account that has a stream (for `status`, backup, workers of many accounts). */
+  accounts: string;
+  /** Hash of process id -> heartbeat JSON of live producers and workers. */
+  processes: string;
+}
+
+/** `{` and `}` inside an account would break the hash tag; they never occur in an address. */
+function tag(account: string): string {
+  if (/[{}]/.test(account)) throw new Error(`account name may not contain { or }: ${account}`);
+  return `{${account}}`;
+}
+
+export function accountKeys(prefix: string, account: string): AccountKeys {
+  const base = `${prefix}:${tag(account)}`;
+  return {
+    account,
+    stream: `${base}:emails`,
+    dlq: `${base}:dlq`,
+    mailbox: (mailbox) => `${base}:mailbox:${mailbox}`,
+    ingested: `${base}:ingested`,
+    delivered: (key) => `${base}:delivered:${key}`,
+    retries: `${base}:retries`,
+    failures: `${base}:failures`,
+    lease: (mailbox) => `${base}:lease:${mailbox}`,
+    fence: `${base}:fence`,
+    mailboxStatus: `${base}:mailbox-status`,
+  };
+}
+
+export function globalKeys(prefix: string): GlobalKeys {
+  return { accounts: `${prefix}:accounts`, processes: `${prefix}:processes` };
+}
+
+/** The account part of a stream key, or undefined if it is not one of ours. */
+export function accountOfStream(prefix: string, streamKey: string): string | undefined {
+  const match = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\{([^}]+)\\}:emails$`).exec(streamKey);
+  return match?.[1];
+}

@@ -1,0 +1,67 @@
+// Every Prometheus metric mailstream exports, defined once on a registry of our own (never the
+// global one, so tests can run a producer and a worker in one process). Names carry their unit
+// (`_total`, `_seconds`, `_bytes`); labels are bounded: mailbox names and sinks come from the
+// configuration, never a message id or an address. The dashboard and alert rules are checked
+// against this file by a test.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Role } from '../config/settings.ts';
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const E2E_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600];
+
+export function createMetrics(role: Role, version = '0.1.0') {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const r = [registry];
+
+  const m = {
+    registry,
+    buildInfo: new Gauge({ name: 'mailstream_build_info', help: 'Always 1; labels say what runs', labelNames: ['role', 'version'] as const, registers: r }),
+
+    // --- producer ---
+    emailsFetched: new Counter({ name: 'mailstream_emails_fetched_total', help: 'Messages fetched from IMAP', labelNames: ['mailbox'] as const, registers: r }),
+    emailsAppended: new Counter({ name: 'mailstream_emails_appended_total', help: 'Entries appended to the stream', labelNames: ['mailbox'] as const, registers: r }),
+    emailsSkipped: new Counter({ name: 'mailstream_emails_skipped_duplicate_total', help: 'Fetched messages not appended because their idempotency key was already ingested', labelNames: ['mailbox'] as const, registers: r }),
+    parseErrors: new Counter({ name: 'mailstream_parse_errors_total', help: 'Messages appended with a parseError', labelNames: ['mailbox'] as const, registers: r }),
+    fetchDuration: new Histogram({ name: 'mailstream_imap_fetch_duration_seconds', help: 'Time to fetch one batch from IMAP', labelNames: ['mailbox'] as const, buckets: LATENCY_BUCKETS, registers: r }),
+    appendDuration: new Histogram({ name: 'mailstream_append_duration_seconds', help: 'Time of one atomic batch append to Redis', labelNames: ['mailbox'] as const, buckets: LATENCY_BUCKETS, registers: r }),
+    imapConnected: new Gauge({ name: 'mailstream_imap_connected', help: '1 while the mailbox connection is logged in', labelNames: ['mailbox'] as const, registers: r }),
+    imapReconnects: new Counter({ name: 'mailstream_imap_reconnects_total', help: 'IMAP reconnects after a failure or a dropped connection', labelNames: ['mailbox'] as const, registers: r }),
+    imapErrors: new Counter({ name: 'mailstream_imap_errors_total', help: 'IMAP failures by kind', labelNames: ['mailbox', 'kind'] as const, registers: r }),
+    lastPoll: new Gauge({ name: 'mailstream_mailbox_last_poll_timestamp_seconds', help: 'Unix time of the last successful check of the mailbox for new mail', labelNames: ['mailbox'] as const, registers: r }),
+    lastImapResponse: new Gauge({ name: 'mailstream_imap_last_response_timestamp_seconds', help: 'Unix time of the last answer (IDLE, NOOP or fetch) from the IMAP server', labelNames: ['mailbox'] as const, registers: r }),
+    uidValidityChanges: new Counter({ name: 'mailstream_uidvalidity_changes_total', help: 'UIDVALIDITY changes detected', labelNames: ['mailbox'] as const, registers: r }),
+    tokenRefreshes: new Counter({ name: 'mailstream_oauth_token_refreshes_total', help: 'OAuth2 access-token refreshes', labelNames: ['result'] as const, registers: r }),
+    producerPaused: new Gauge({ name: 'mailstream_producer_paused', help: '1 while fetching is paused for backpressure', labelNames: ['mailbox', 'reason'] as const, registers: r }),
+    backpressurePauses: new Counter({ name: 'mailstream_backpressure_pauses_total', help: 'Times fetching paused because consumers lag or the stream is full', labelNames: ['reason'] as const, registers: r }),
+    streamTrimmed: new Counter({ name: 'mailstream_stream_trimmed_entries_total', help: 'Acknowledged entries trimmed from the stream', registers: r }),
+
+    // --- worker ---
+    emailsDelivered: new Counter({ name: 'mailstream_emails_delivered_total', help: 'Emails a sink accepted', labelNames: ['sink'] as const, registers: r }),
+    deliveryFailures: new Counter({ name: 'mailstream_delivery_failures_total', help: 'Failed delivery attempts', labelNames: ['sink', 'kind'] as const, registers: r }),
+    emailsRetried: new Counter({ name: 'mailstream_emails_retried_total', help: 'Delivery attempts scheduled for a retry', labelNames: ['sink'] as const, registers: r }),
+    emailsDeduplicated: new Counter({ name: 'mailstream_emails_deduplicated_total', help: 'Entries acknowledged without delivery because their key was already delivered', registers: r }),
+    emailsDeadLettered: new Counter({ name: 'mailstream_emails_dead_lettered_total', help: 'Entries moved to the DLQ', labelNames: ['reason'] as const, registers: r }),
+    deliveryDuration: new Histogram({ name: 'mailstream_delivery_duration_seconds', help: 'Time of one delivery to the sink', labelNames: ['sink'] as const, buckets: LATENCY_BUCKETS, registers: r }),
+    endToEndLatency: new Histogram({ name: 'mailstream_end_to_end_latency_seconds', help: 'From append to the stream to delivery by the sink', labelNames: ['sink'] as const, buckets: E2E_BUCKETS, registers: r }),
+    orphansClaimed: new Counter({ name: 'mailstream_orphans_claimed_total', help: 'Pending entries claimed from consumers that stopped', registers: r }),
+    consumersRemoved: new Counter({ name: 'mailstream_consumers_removed_total', help: 'Dead consumers with nothing pending removed from the group', registers: r }),
+    inFlight: new Gauge({ name: 'mailstream_deliveries_in_flight', help: 'Deliveries under way in this worker', registers: r }),
+
+    // --- stream state (both roles refresh it) ---
+    streamLength: new Gauge({ name: 'mailstream_stream_length', help: 'Entries in the email stream', registers: r }),
+    groupLag: new Gauge({ name: 'mailstream_consumer_group_lag', help: 'Entries not yet read by the consumer group', labelNames: ['group'] as const, registers: r }),
+    groupPending: new Gauge({ name: 'mailstream_consumer_group_pending', help: 'Entries read but not acknowledged by the group', labelNames: ['group'] as const, registers: r }),
+    dlqLength: new Gauge({ name: 'mailstream_dlq_length', help: 'Entries in the dead-letter stream', registers: r }),
+
+    // --- both ---
+    breakerState: new Gauge({ name: 'mailstream_circuit_breaker_state', help: 'Circuit breaker: 0 closed, 1 half-open, 2 open', labelNames: ['breaker'] as const, registers: r }),
+    breakerOpens: new Counter({ name: 'mailstream_circuit_breaker_opens_total', help: 'Times a circuit breaker opened', labelNames: ['breaker'] as const, registers: r }),
+    redisUp: new Gauge({ name: 'mailstream_redis_up', help: '1 while Redis answers', registers: r }),
+    ready: new Gauge({ name: 'mailstream_ready', help: '1 while /ready answers 200', registers: r }),
+  };
+  m.buildInfo.set({ role, version }, 1);
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

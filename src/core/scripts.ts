@@ -1,0 +1,30 @@
+// Loads every Lua script in ./scripts as an ioredis command. A file is named
+// `<commandName>-<numberOfKeys>.lua` (BullMQ's convention), so the folder reads as the list of
+// atomic state transitions and the key count is checked by Redis on every call. Callers type
+// their commands by augmenting ioredis' RedisCommander next to the code that uses them.
+import { readdirSync, readFileSync } from 'node:fs';
+import type { Cluster, Redis } from 'ioredis';
+
+const SCRIPT_DIR = new URL('./scripts/', import.meta.url);
+
+export interface ScriptFile { name: string; numberOfKeys: number; lua: string }
+
+let cache: ScriptFile[] | undefined;
+
+export function scriptFiles(): ScriptFile[] {
+  if (cache) return cache;
+  cache = readdirSync(SCRIPT_DIR)
+    .filter((f) => f.endsWith('.lua'))
+    .map((file) => {
+      const match = /^([A-Za-z][A-Za-z0-9]*)-(\d+)\.lua$/.exec(file);
+      if (!match) throw new Error(`Lua script ${file} must be named <command>-<numberOfKeys>.lua`);
+      return { name: match[1]!, numberOfKeys: Number(match[2]), lua: readFileSync(new URL(file, SCRIPT_DIR), 'utf8') };
+    });
+  return cache;
+}
+
+export function defineScripts(client: Redis | Cluster): void {
+  for (const script of scriptFiles()) {
+    client.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+  }
+}
