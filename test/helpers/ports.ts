@@ -1,33 +1,6 @@
-import { createServer, Socket } from 'node:net';
-
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves once something accepts connections on the port; rejects after `attempts` tries. */
-export async function waitForPort(port: number, host = '127.0.0.1', attempts = 300): Promise<void> {
-  for (let i = 0; i < attempts; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = new Socket();
-      socket.once('connect', () => { socket.destroy(); resolve(true); });
-      socket.once('error', () => { socket.destroy(); resolve(false); });
-      socket.connect(port, host);
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${host}:${port}`);
-}
+// Free ports and waiting for a listener come from the product's local services; `eventually` is
+// the tests' own bound on event-driven waits.
+export { freePort, waitForPort } from '../../src/ops/local/ports.ts';
 
 /** Polls `check` until it returns a truthy value (event-driven tests still need a bound). */
 export async function eventually<T>(check: () => Promise<T> | T, { attempts = 600, intervalMs = 100, what = 'condition' } = {}): Promise<NonNullable<T>> {
