@@ -1,10 +1,21 @@
 import type { Command } from 'commander';
-import { NotImplementedError } from '../core/errors.ts';
-import { action } from './run-command.ts';
+import { action, commandContext } from './run-command.ts';
 
 export function registerStatus(program: Command): void {
   program.command('status')
     .description('streams, groups, consumers, lag, pending, DLQ depth, per-mailbox state, breakers')
     .option('--json', 'print JSON instead of tables')
-    .action(action(() => { throw new NotImplementedError('status'); }));
+    .action(action(async (options: { json?: boolean }, command: Command) => {
+      const { config, logger } = commandContext(command, 'admin');
+      const { createRedis, closeRedis } = await import('../core/redis.ts');
+      const { gatherStatus } = await import('../ops/status.ts');
+      const { formatStatus } = await import('../ops/status-format.ts');
+      const redis = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:status', logger, maxRetriesPerRequest: 1 });
+      try {
+        const report = await gatherStatus(redis, { prefix: config.prefix, account: config.imap.user || undefined });
+        process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+      } finally {
+        await closeRedis(redis);
+      }
+    }));
 }
