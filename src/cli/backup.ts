@@ -15,10 +15,10 @@ export function registerBackup(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action(action(async (options: { out: string; keep: string; logicalOnly?: boolean; json?: boolean }, command: Command) => {
       const keep = positiveInt(options.keep, '--keep');
-      const { config, logger } = commandContext(command, 'admin');
-      const { createRedis, closeRedis } = await import('../core/redis.ts');
+      const { config } = commandContext(command, 'admin');
+      const { connectAdminRedis, closeRedis } = await import('../ops/admin-redis.ts');
       const { runBackup } = await import('../ops/backup.ts');
-      const redis = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:backup', logger, maxRetriesPerRequest: 1 });
+      const redis = await connectAdminRedis(config, 'mailstream:backup');
       try {
         const report = await runBackup({ redis, redisUrl: config.redis.url, prefix: config.prefix, outDir: options.out, keep, logicalOnly: options.logicalOnly });
         if (options.json) {
@@ -44,10 +44,10 @@ export function registerRestore(program: Command): void {
     .option('--force', 'restore into a Redis that already holds mailstream keys')
     .option('--json', 'print the report as JSON')
     .action(action(async (file: string, options: { dryRun?: boolean; force?: boolean; json?: boolean }, command: Command) => {
-      const { config, logger } = commandContext(command, 'admin');
-      const { createRedis, closeRedis } = await import('../core/redis.ts');
+      const { config } = commandContext(command, 'admin');
+      const { connectAdminRedis, closeRedis } = await import('../ops/admin-redis.ts');
       const { runRestore } = await import('../ops/restore.ts');
-      const redis = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:restore', logger, maxRetriesPerRequest: 1 });
+      const redis = await connectAdminRedis(config, 'mailstream:restore');
       try {
         const report = await runRestore({ redis, file, prefix: config.prefix, dryRun: options.dryRun, force: options.force });
         if (options.json) {

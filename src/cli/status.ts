@@ -6,11 +6,11 @@ export function registerStatus(program: Command): void {
     .description('streams, groups, consumers, lag, pending, DLQ depth, per-mailbox state, breakers')
     .option('--json', 'print JSON instead of tables')
     .action(action(async (options: { json?: boolean }, command: Command) => {
-      const { config, logger } = commandContext(command, 'admin');
-      const { createRedis, closeRedis } = await import('../core/redis.ts');
+      const { config } = commandContext(command, 'admin');
+      const { connectAdminRedis, closeRedis } = await import('../ops/admin-redis.ts');
       const { gatherStatus } = await import('../ops/status.ts');
       const { formatStatus } = await import('../ops/status-format.ts');
-      const redis = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:status', logger, maxRetriesPerRequest: 1 });
+      const redis = await connectAdminRedis(config, 'mailstream:status');
       try {
         const report = await gatherStatus(redis, { prefix: config.prefix, account: config.imap.user || undefined });
         process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));

@@ -21,7 +21,7 @@ export interface FilledState { account: string; entryIds: string[]; acked: strin
 
 /**
  * 30 entries; group `workers` read 12 of them as two consumers (4 acked, some claimed again so
- * delivery counts differ), group `audit` positioned in the middle, one entry deleted.
+ * delivery counts differ), group `audit` positioned in the middle, one acknowledged entry deleted.
  */
 export async function fillState(redis: Redis, prefix: string, account: string): Promise<FilledState> {
   const keys = accountKeys(prefix, account);
@@ -30,8 +30,6 @@ export async function fillState(redis: Redis, prefix: string, account: string): 
     const entry = sampleEntry(account, uid);
     entryIds.push((await redis.xadd(keys.stream, '*', 'key', entry.key, 'email', JSON.stringify(entry)))!);
   }
-  await redis.xdel(keys.stream, entryIds[29]!);
-  entryIds.pop();
   await redis.xgroup('CREATE', keys.stream, 'workers', '0');
   await redis.xgroup('CREATE', keys.stream, 'audit', entryIds[14]!);
   await redis.xreadgroup('GROUP', 'workers', 'old-worker-1', 'COUNT', 8, 'STREAMS', keys.stream, '>');
@@ -45,6 +43,8 @@ export async function fillState(redis: Redis, prefix: string, account: string): 
     const entry = sampleEntry(account, entryIds.indexOf(id) + 1);
     await redis.set(keys.delivered(entry.key), '1', 'EX', 3600);
   }
+  // An acknowledged entry deleted: max-deleted-entry-id is set, yet the groups' lag stays known.
+  await redis.xdel(keys.stream, acked[2]!);
   await redis.xadd(keys.dlq, '*', 'key', 'poison@example.com', 'email', '{"v":1}', 'error', 'sink said 400', 'attempts', '5');
   await redis.hset(keys.mailbox('INBOX'), { uidValidity: '1700', lastUid: '30', lastInternalDate: '2026-01-01T00:30:00.000Z', lastPollAt: String(Date.now()) });
   await redis.hset(keys.mailbox('Archive'), { uidValidity: '1701', lastUid: '0' });
