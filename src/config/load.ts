@@ -5,6 +5,7 @@ import { accessSync, constants } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../core/errors.ts';
+import { loadAccounts, singleAccount, type AccountConfig } from './accounts.ts';
 import { SETTINGS, type Role, type SettingName } from './settings.ts';
 
 export type StartFrom = { kind: 'all' } | { kind: 'now' } | { kind: 'date'; date: Date };
@@ -17,6 +18,10 @@ export interface Config {
   logLevel: string;
   shutdownTimeoutMs: number;
   accountsFile: string | undefined;
+  /** Every account this deployment serves: the accounts file's, or the one IMAP_USER names. */
+  accounts: AccountConfig[];
+  /** Scale-out: leases on mailboxes shared by several producers. */
+  leases: { ttlMs: number; producerId: string };
   imap: {
     host: string;
     port: number;
@@ -138,6 +143,39 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
   const redisPassword = new URL(s.REDIS_URL as string).password;
   if (redisPassword) secrets.push(decodeURIComponent(redisPassword));
 
+  const imap: Config['imap'] = {
+    host: s.IMAP_HOST as string,
+    port: num('IMAP_PORT'),
+    secure: s.IMAP_SECURE as boolean,
+    tlsCaFile: str('IMAP_TLS_CA_FILE'),
+    user,
+    auth,
+    password: str('IMAP_PASSWORD'),
+    mailboxes: s.IMAP_MAILBOXES as string[],
+    idle: s.IMAP_IDLE as boolean,
+    pollIntervalMs: num('POLL_INTERVAL_MS'),
+    idleRestartMs: num('IDLE_RESTART_MS'),
+    noopIntervalMs: num('NOOP_INTERVAL_MS'),
+    fetchBatchSize: num('FETCH_BATCH_SIZE'),
+    maxConnections: num('IMAP_MAX_CONNECTIONS'),
+  };
+  const oauth2: Config['oauth2'] = {
+    clientId: str('OAUTH2_CLIENT_ID'),
+    clientSecret: str('OAUTH2_CLIENT_SECRET'),
+    tokenFile: str('OAUTH2_TOKEN_FILE') ?? `./tokens/${user || 'account'}.json`,
+    tokenUrl: s.OAUTH2_TOKEN_URL as string,
+    authUrl: s.OAUTH2_AUTH_URL as string,
+    revokeUrl: s.OAUTH2_REVOKE_URL as string,
+    scope: s.OAUTH2_SCOPE as string,
+    serviceAccountFile,
+  };
+  let accounts: AccountConfig[] = user ? [singleAccount({ imap, oauth2 })] : [];
+  if (accountsFile !== undefined) {
+    const loaded = loadAccounts(accountsFile, { base: { imap, oauth2 }, env, resolveSecrets: role === 'producer' });
+    accounts = loaded.accounts;
+    secrets.push(...loaded.secrets);
+  }
+
   const config: Config = {
     role,
     prefix: s.MAILSTREAM_PREFIX as string,
@@ -146,32 +184,13 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
     logLevel: s.LOG_LEVEL as string,
     shutdownTimeoutMs: num('SHUTDOWN_TIMEOUT_MS'),
     accountsFile,
-    imap: {
-      host: s.IMAP_HOST as string,
-      port: num('IMAP_PORT'),
-      secure: s.IMAP_SECURE as boolean,
-      tlsCaFile: str('IMAP_TLS_CA_FILE'),
-      user,
-      auth,
-      password: str('IMAP_PASSWORD'),
-      mailboxes: s.IMAP_MAILBOXES as string[],
-      idle: s.IMAP_IDLE as boolean,
-      pollIntervalMs: num('POLL_INTERVAL_MS'),
-      idleRestartMs: num('IDLE_RESTART_MS'),
-      noopIntervalMs: num('NOOP_INTERVAL_MS'),
-      fetchBatchSize: num('FETCH_BATCH_SIZE'),
-      maxConnections: num('IMAP_MAX_CONNECTIONS'),
+    accounts,
+    leases: {
+      ttlMs: num('LEASE_TTL_MS'),
+      producerId: str('PRODUCER_ID') ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
     },
-    oauth2: {
-      clientId: str('OAUTH2_CLIENT_ID'),
-      clientSecret: str('OAUTH2_CLIENT_SECRET'),
-      tokenFile: str('OAUTH2_TOKEN_FILE') ?? `./tokens/${user || 'account'}.json`,
-      tokenUrl: s.OAUTH2_TOKEN_URL as string,
-      authUrl: s.OAUTH2_AUTH_URL as string,
-      revokeUrl: s.OAUTH2_REVOKE_URL as string,
-      scope: s.OAUTH2_SCOPE as string,
-      serviceAccountFile,
-    },
+    imap,
+    oauth2,
     producer: {
       startFrom,
       maxBodyBytes: num('MAX_BODY_BYTES'),

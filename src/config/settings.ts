@@ -57,6 +57,8 @@ export const SETTINGS = {
   LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected fatal, error, warn, info, debug, trace or silent' }), default: 'info', doc: 'pino log level' },
   SHUTDOWN_TIMEOUT_MS: { schema: int(0, 10 * MINUTE), default: '30000', doc: 'how long a SIGTERM waits for work in hand before the process exits anyway' },
   ACCOUNTS_FILE: { schema: nonEmpty, doc: 'JSON file listing several accounts (see runbooks/scaling.md); replaces the single-account IMAP_* and OAUTH2_* settings' },
+  LEASE_TTL_MS: { schema: int(1000, 10 * MINUTE), default: '15000', doc: 'a producer holds each mailbox through a lease of this length, renewed every third of it; a dead producer\'s mailboxes are taken over after at most this long' },
+  PRODUCER_ID: { schema: z.string().regex(/^[A-Za-z0-9_.:@-]+$/, 'expected letters, digits, _ . : @ or -'), doc: 'this producer\'s name in leases and the producer registry (default host-pid-random, unique per process)' },
 
   // --- producer: IMAP ---
   IMAP_HOST: { schema: nonEmpty, default: 'imap.gmail.com', doc: 'IMAP server' },
