@@ -31,6 +31,8 @@ export interface GlobalKeys {
   accounts: string;
   /** Hash of process id -> heartbeat JSON of live producers and workers. */
   processes: string;
+  /** Sorted set of producer ids scored by registration expiry (ms): who shares the leases. */
+  producers: string;
 }
 
 /** `{` and `}` inside an account would break the hash tag; they never occur in an address. */
@@ -57,7 +59,7 @@ export function accountKeys(prefix: string, account: string): AccountKeys {
 }
 
 export function globalKeys(prefix: string): GlobalKeys {
-  return { accounts: `${prefix}:accounts`, processes: `${prefix}:processes` };
+  return { accounts: `${prefix}:accounts`, processes: `${prefix}:processes`, producers: `${prefix}:producers` };
 }
 
 /** The account part of a stream key, or undefined if it is not one of ours. */

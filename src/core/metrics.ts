@@ -35,6 +35,9 @@ export function createMetrics(role: Role, version = '0.1.0') {
     producerPaused: new Gauge({ name: 'mailstream_producer_paused', help: '1 while fetching is paused for backpressure', labelNames: ['mailbox', 'reason'] as const, registers: r }),
     backpressurePauses: new Counter({ name: 'mailstream_backpressure_pauses_total', help: 'Times fetching paused because consumers lag or the stream is full', labelNames: ['reason'] as const, registers: r }),
     streamTrimmed: new Counter({ name: 'mailstream_stream_trimmed_entries_total', help: 'Acknowledged entries trimmed from the stream', registers: r }),
+    leasesHeld: new Gauge({ name: 'mailstream_leases_held', help: 'Mailbox leases this producer holds', labelNames: ['account'] as const, registers: r }),
+    leaseChanges: new Counter({ name: 'mailstream_lease_changes_total', help: 'Mailbox leases acquired, released (rebalancing, shutdown) or lost (expired or taken over)', labelNames: ['event'] as const, registers: r }),
+    producersLive: new Gauge({ name: 'mailstream_producers_live', help: 'Producers sharing the mailboxes, as this producer last saw them', registers: r }),
 
     // --- worker ---
     emailsDelivered: new Counter({ name: 'mailstream_emails_delivered_total', help: 'Emails a sink accepted', labelNames: ['sink'] as const, registers: r }),
