@@ -1,13 +1,31 @@
 import type { Command } from 'commander';
-import { NotImplementedError } from '../core/errors.ts';
 import { action, commandContext } from './run-command.ts';
 
 export function registerProducer(program: Command): void {
   program.command('producer')
     .description('run the producer daemon: IMAP mailboxes -> Redis stream, until SIGTERM/SIGINT')
-    .option('--dry-run', 'fetch and parse, print what would be appended, write nothing')
-    .action(action(async (_opts: { dryRun?: boolean }, command: Command) => {
-      commandContext(command, 'producer');
-      throw new NotImplementedError('producer');
+    .option('--dry-run', 'fetch and parse, print what would be appended (JSON lines), write nothing')
+    .action(action(async (opts: { dryRun?: boolean }, command: Command) => {
+      const { config, logger } = commandContext(command, 'producer');
+      const { accountFromConfig, singleAccountSource } = await import('../producer/account.ts');
+      const account = accountFromConfig(singleAccountSource(config));
+      if (opts.dryRun) {
+        // Entries own stdout; logs go to stderr.
+        const { createLogger } = await import('../core/logger.ts');
+        const pino = (await import('pino')).default;
+        const errLogger = createLogger({ level: config.logLevel, secrets: config.secrets, base: { role: 'producer' }, destination: pino.destination({ fd: 2, sync: true }) });
+        const { createRedis, closeRedis } = await import('../core/redis.ts');
+        const { dryRun } = await import('../producer/dry-run.ts');
+        const redis = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:producer:dry-run', logger: errLogger, maxRetriesPerRequest: 3 });
+        try {
+          await dryRun({ config, account, redis, logger: errLogger, out: process.stdout });
+        } finally {
+          await closeRedis(redis);
+        }
+        return;
+      }
+      const { runDaemon } = await import('../core/daemon.ts');
+      const { startProducer } = await import('../producer/producer.ts');
+      await runDaemon({ role: 'producer', config, logger, handleSignals: true, start: (ctx) => startProducer(ctx, account) });
     }));
 }

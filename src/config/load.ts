@@ -57,6 +57,9 @@ export interface Config {
     uidValidityResync: 'since-last' | 'full';
     uidValidityMarginMs: number;
     ingestedRetentionMs: number;
+    reconnectBaseMs: number;
+    reconnectMaxMs: number;
+    faultInjection: string | undefined;
   };
   worker: {
     sinkUrl: string;
@@ -200,6 +203,9 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
       uidValidityResync: s.UIDVALIDITY_RESYNC as 'since-last' | 'full',
       uidValidityMarginMs: num('UIDVALIDITY_MARGIN_HOURS') * 3_600_000,
       ingestedRetentionMs: num('INGESTED_RETENTION_DAYS') * 86_400_000,
+      reconnectBaseMs: num('RECONNECT_BASE_MS'),
+      reconnectMaxMs: num('RECONNECT_MAX_MS'),
+      faultInjection: str('FAULT_INJECTION'),
     },
     worker: {
       sinkUrl,

@@ -83,6 +83,9 @@ export const SETTINGS = {
   UIDVALIDITY_RESYNC: { schema: z.enum(['since-last', 'full'], { error: 'expected since-last or full' }), default: 'since-last', doc: 'after a UIDVALIDITY change: re-read from the last ingested date minus the margin, or the whole mailbox' },
   UIDVALIDITY_MARGIN_HOURS: { schema: int(0, 24 * 365), default: '48', doc: 'safety margin for since-last re-syncs' },
   INGESTED_RETENTION_DAYS: { schema: int(1, 3650), default: '90', doc: 'how long the producer remembers ingested keys, to skip them on re-sync' },
+  RECONNECT_BASE_MS: { schema: int(10, 10 * MINUTE), default: '1000', doc: 'first wait before the producer reconnects to IMAP after a failure; doubles each failure, with jitter' },
+  RECONNECT_MAX_MS: { schema: int(10, 60 * MINUTE), default: String(5 * MINUTE), doc: 'longest wait between IMAP reconnect attempts' },
+  FAULT_INJECTION: { schema: z.string().regex(/^(after-fetch|after-append)(:\d+)?$/, 'expected after-fetch or after-append, optionally :N (the Nth batch)'), doc: 'testing only: crash the process (SIGKILL) at a named point of the producer: after-fetch, after-append, with :N the Nth batch' },
 
   // --- producer: OAuth2 ---
   OAUTH2_CLIENT_ID: { schema: nonEmpty, doc: 'OAuth2 client id (required for IMAP_AUTH=oauth2)' },

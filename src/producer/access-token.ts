@@ -1,0 +1,101 @@
+// Access tokens for XOAUTH2: google-auth-library refreshes them (early, before expiry), and we
+// keep the token file in step (Google may rotate the refresh token). A refused refresh token is
+// an AuthError with one clear instruction; anything else (network, 5xx) is a transient failure.
+import { JWT, OAuth2Client } from 'google-auth-library';
+import { AuthError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
+import type { AccountAuth } from './account.ts';
+import { readTokenFile, writeTokenFile } from './token-file.ts';
+
+export interface AccessTokenSource {
+  /** A valid access token; `force` skips the cache (after the server refused the cached one). */
+  get(options?: { force?: boolean }): Promise<string>;
+}
+
+/** OAuth2 errors that no retry can fix: the operator must consent again. */
+function isRefused(err: unknown): boolean {
+  const data = (err as { response?: { data?: { error?: string } } }).response?.data;
+  const message = (err as Error).message ?? '';
+  return data?.error === 'invalid_grant' || data?.error === 'invalid_client' || data?.error === 'unauthorized_client'
+    || /invalid_grant|invalid_client/.test(message);
+}
+
+function describe(err: unknown): string {
+  const data = (err as { response?: { data?: { error?: string; error_description?: string } } }).response?.data;
+  return data?.error ? `${data.error}${data.error_description ? `: ${data.error_description}` : ''}` : (err as Error).message;
+}
+
+export function oauth2Client(auth: { clientId: string; clientSecret: string; tokenUrl: string }, extra: { redirectUri?: string; authUrl?: string; revokeUrl?: string } = {}): OAuth2Client {
+  return new OAuth2Client({
+    clientId: auth.clientId,
+    clientSecret: auth.clientSecret,
+    redirectUri: extra.redirectUri,
+    endpoints: {
+      oauth2TokenUrl: auth.tokenUrl,
+      ...(extra.authUrl ? { oauth2AuthBaseUrl: extra.authUrl } : {}),
+      ...(extra.revokeUrl ? { oauth2RevokeUrl: extra.revokeUrl } : {}),
+    },
+  });
+}
+
+export function createAccessTokenSource(auth: Exclude<AccountAuth, { kind: 'password' }>, user: string, deps: { logger: Logger; metrics?: Metrics }): AccessTokenSource {
+  const count = (result: 'ok' | 'refused' | 'failed') => deps.metrics?.tokenRefreshes.inc({ result });
+  if (auth.kind === 'service-account') {
+    // Domain-wide delegation: the service account acts as the mailbox's user.
+    const jwt = new JWT({ keyFile: auth.keyFile, scopes: [auth.scope], subject: user });
+    return {
+      async get(options) {
+        try {
+          if (options?.force) jwt.credentials = {};
+          const { token } = await jwt.getAccessToken();
+          if (!token) throw new Error('the token endpoint returned no access token');
+          count('ok');
+          return token;
+        } catch (err) {
+          if (isRefused(err)) { count('refused'); throw new AuthError(`service account refused for ${user} (${describe(err)}): check domain-wide delegation and OAUTH2_SERVICE_ACCOUNT_FILE`, { cause: err }); }
+          count('failed');
+          throw new Error(`access token not obtained: ${describe(err)}`, { cause: err });
+        }
+      },
+    };
+  }
+
+  const client = oauth2Client(auth);
+  let loaded = false;
+  const load = () => {
+    if (loaded) return;
+    const stored = readTokenFile(auth.tokenFile);
+    if (!stored.refresh_token) throw new AuthError(`OAuth2 token file ${auth.tokenFile} has no refresh_token: run \`mailstream auth setup\``);
+    client.setCredentials(stored);
+    loaded = true;
+  };
+  client.on('tokens', (tokens) => {
+    count('ok');
+    try {
+      const stored = readTokenFile(auth.tokenFile);
+      writeTokenFile(auth.tokenFile, { ...stored, ...tokens, refresh_token: tokens.refresh_token ?? stored.refresh_token });
+    } catch (err) {
+      deps.logger.warn({ err, tokenFile: auth.tokenFile }, 'refreshed access token not saved to the token file');
+    }
+  });
+  return {
+    async get(options) {
+      load();
+      if (options?.force) client.setCredentials({ ...client.credentials, access_token: null, expiry_date: null });
+      try {
+        const { token } = await client.getAccessToken();
+        if (!token) throw new Error('the token endpoint returned no access token');
+        return token;
+      } catch (err) {
+        if (isRefused(err)) {
+          count('refused');
+          loaded = false; // a new consent rewrites the file; pick it up on the next try
+          throw new AuthError(`OAuth2 refresh token refused for ${user} (${describe(err)}): run \`mailstream auth setup\``, { cause: err });
+        }
+        count('failed');
+        throw new Error(`access token not obtained: ${describe(err)}`, { cause: err });
+      }
+    },
+  };
+}

@@ -1,0 +1,19 @@
+// Crash points for the kill -9 tests (FAULT_INJECTION=after-fetch[:N] | after-append[:N]). The
+// process ends with SIGKILL, exactly like `kill -9`: no cleanup, no flush, no logout. Unset, every
+// hit is a no-op.
+
+export interface FaultInjector { hit(point: 'after-fetch' | 'after-append'): void }
+
+export function createFaultInjector(spec: string | undefined): FaultInjector {
+  if (!spec) return { hit() {} };
+  const [point, nth] = spec.split(':');
+  const target = nth ? Number(nth) : 1;
+  let hits = 0;
+  return {
+    hit(at) {
+      if (at !== point) return;
+      hits += 1;
+      if (hits === target) process.kill(process.pid, 'SIGKILL');
+    },
+  };
+}

@@ -1,0 +1,43 @@
+// What every step of a mailbox runner shares: the account, Redis, the parse threads and the
+// producer settings. One per account; each mailbox runner adds its own name and fencing token.
+import type { StartFrom } from '../config/load.ts';
+import type { AccountKeys } from '../core/keys.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
+import type { RedisClient } from '../core/redis.ts';
+import type { AccessTokenSource } from './access-token.ts';
+import type { AccountSettings } from './account.ts';
+import type { FaultInjector } from './fault-injection.ts';
+import type { ParsePool } from './parse-pool.ts';
+import type { Appender } from './stream-append.ts';
+import type { StreamGate } from './stream-gate.ts';
+
+export interface SyncSettings {
+  idle: boolean;
+  pollIntervalMs: number;
+  idleRestartMs: number;
+  noopIntervalMs: number;
+  fetchBatchSize: number;
+  startFrom: StartFrom;
+  uidValidityResync: 'since-last' | 'full';
+  uidValidityMarginMs: number;
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+}
+
+export interface AccountContext {
+  account: AccountSettings;
+  keys: AccountKeys;
+  redis: RedisClient;
+  logger: Logger;
+  metrics: Metrics;
+  pool: ParsePool;
+  appender: Appender;
+  tokens: AccessTokenSource | undefined;
+  /** Absent in dry-run: nothing is written, so nothing fills up. */
+  gate: StreamGate | undefined;
+  fault: FaultInjector;
+  settings: SyncSettings;
+  /** Dry-run: read the mailbox state, never write it. */
+  readOnly: boolean;
+}

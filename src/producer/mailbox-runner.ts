@@ -1,0 +1,216 @@
+// One mailbox, one IMAP connection, one loop: connect, settle the position, sync, wait for new
+// mail, repeat; on any failure close, back off (capped, jittered) and start over from the state in
+// Redis, which is always consistent with the stream. Runners start and stop individually, so a
+// scale-out coordinator can run exactly the mailboxes whose leases it holds.
+import type { ImapFlow } from 'imapflow';
+import { Backoff, sleep } from '../core/backoff.ts';
+import { createBreaker, type Breaker } from '../core/breaker.ts';
+import { AuthError, LeaseLostError, StaleUidValidityError } from '../core/errors.ts';
+import { connectImap } from './imap-connect.ts';
+import type { AccountContext } from './mailbox-context.ts';
+import { settlePosition, type OpenedMailbox } from './mailbox-position.ts';
+import { syncNewMail } from './mailbox-sync.ts';
+import { useIdle, waitForNewMail } from './mailbox-watch.ts';
+
+export type RunnerState = 'starting' | 'connecting' | 'syncing' | 'idle' | 'polling' | 'paused' | 'reconnecting' | 'auth-failed' | 'lease-lost' | 'stopped';
+
+export interface MailboxStatus {
+  mailbox: string;
+  state: RunnerState;
+  connected: boolean;
+  uidValidity: string | null;
+  lastUid: number | null;
+  lastPollAt: number | null;
+  lastImapResponseAt: number | null;
+  lastError: string | null;
+  paused: string | null;
+  reconnects: number;
+}
+
+export interface MailboxRunner {
+  readonly mailbox: string;
+  start(): void;
+  /** Ends the loop: the batch in hand is finished or abandoned (never half-applied), then logout. */
+  stop(): Promise<void>;
+  status(): MailboxStatus;
+  /** Why this mailbox is not ready, or undefined when it is. */
+  notReadyReason(now?: number): string | undefined;
+}
+
+export interface RunnerOptions {
+  /** Lease value to fence appends with (scale-out); '' or absent in single-producer mode. */
+  fencingToken?: string;
+  /** Told when the lease turned out to be someone else's; the runner has stopped itself. */
+  onLeaseLost?: (mailbox: string) => void;
+  /** Breaker around IMAP logins, shared by the account's runners. */
+  imapBreaker?: ImapBreaker;
+}
+
+export type ImapBreaker = Breaker<[() => Promise<ImapFlow>], ImapFlow>;
+
+/** One breaker per account around logins: while the server keeps failing, runners wait it out. */
+export function createImapBreaker(ctx: AccountContext): ImapBreaker {
+  return createBreaker('imap', (connect: () => Promise<ImapFlow>) => connect(), { metrics: ctx.metrics, logger: ctx.logger },
+    { isNeutral: (err) => err instanceof AuthError, resetTimeoutMs: 30_000 });
+}
+
+export function createMailboxRunner(ctx: AccountContext, mailbox: string, options: RunnerOptions = {}): MailboxRunner {
+  const log = ctx.logger.child({ mailbox });
+  const labels = { mailbox };
+  const token = options.fencingToken ?? '';
+  const stopper = new AbortController();
+  const backoff = new Backoff({ baseMs: ctx.settings.reconnectBaseMs, maxMs: ctx.settings.reconnectMaxMs, jitter: 0.3 });
+  const status: MailboxStatus = {
+    mailbox, state: 'starting', connected: false, uidValidity: null, lastUid: null, lastPollAt: null,
+    lastImapResponseAt: null, lastError: null, paused: null, reconnects: 0,
+  };
+  let loop: Promise<void> | undefined;
+  let client: ImapFlow | undefined;
+  let lastLoggedError = '';
+  ctx.metrics.imapConnected.set(labels, 0);
+  ctx.metrics.imapReconnects.inc(labels, 0);
+  ctx.metrics.uidValidityChanges.inc(labels, 0);
+
+  const publish = () => {
+    if (ctx.readOnly) return;
+    const record = { ...status, updatedAt: Date.now() };
+    ctx.redis.hset(ctx.keys.mailboxStatus, mailbox, JSON.stringify(record)).catch(() => undefined);
+  };
+  const setState = (state: RunnerState) => {
+    if (status.state === state) return;
+    status.state = state;
+    publish();
+  };
+  const responded = () => {
+    status.lastImapResponseAt = Date.now();
+    ctx.metrics.lastImapResponse.set(labels, status.lastImapResponseAt / 1000);
+  };
+
+  const connect = async (): Promise<ImapFlow> => {
+    const attempt = () => connectImap(ctx.account, {
+      tokens: ctx.tokens,
+      onClient: (c) => c.on('error', (err: Error) => log.debug({ err }, 'imap connection error')),
+    });
+    return options.imapBreaker ? options.imapBreaker.fire(attempt) : attempt();
+  };
+
+  async function session(): Promise<void> {
+    setState('connecting');
+    client = await connect();
+    const conn = client;
+    let newMail: () => void = () => undefined;
+    let pendingMail = false;
+    conn.on('exists', () => { pendingMail = true; newMail(); });
+    const closed = new Promise<void>((resolve) => conn.once('close', () => resolve()));
+    status.connected = true;
+    ctx.metrics.imapConnected.set(labels, 1);
+    responded();
+
+    const opened = await conn.mailboxOpen(mailbox, { readOnly: true });
+    const box: OpenedMailbox = { path: mailbox, uidValidity: String(opened.uidValidity), uidNext: opened.uidNext };
+    status.uidValidity = box.uidValidity;
+    responded();
+
+    const idleMode = useIdle(ctx.settings, conn);
+    let via: 'start' | 'idle' | 'recheck' | 'poll' = 'start';
+    while (!stopper.signal.aborted && conn.usable) {
+      setState('syncing');
+      pendingMail = false;
+      const from = await settlePosition(ctx, conn, box, token);
+      status.lastUid = from;
+      const synced = await syncNewMail(ctx, conn, box, from, token, {
+        signal: stopper.signal,
+        onResponse: responded,
+        onBatch: (lastUid) => { status.lastUid = lastUid; backoff.reset(); },
+        onPause: (reason) => { status.paused = reason; setState(reason ? 'paused' : 'syncing'); },
+      });
+      if (synced.fetched > 0 && via !== 'start') log.info({ via, fetched: synced.fetched, appended: synced.appended, lastUid: synced.lastUid }, 'new mail');
+      status.lastPollAt = Date.now();
+      ctx.metrics.lastPoll.set(labels, status.lastPollAt / 1000);
+      if (!ctx.readOnly) await ctx.redis.hset(ctx.keys.mailbox(mailbox), 'lastPollAt', status.lastPollAt);
+      status.lastError = null;
+      lastLoggedError = '';
+      backoff.reset();
+      setState(idleMode ? 'idle' : 'polling');
+      publish();
+      if (stopper.signal.aborted) break;
+      if (pendingMail) { via = idleMode ? 'idle' : 'poll'; continue; }
+      const wake = new Promise<void>((resolve) => { newMail = resolve; });
+      const reason = await waitForNewMail(conn, mailbox, ctx.settings, { newMail: wake, closed, stop: stopper.signal });
+      responded();
+      if (reason === 'closed') throw new Error('IMAP connection closed by the server');
+      via = !idleMode ? 'poll' : reason === 'new-mail' ? 'idle' : 'recheck';
+    }
+  }
+
+  function failed(err: unknown): void {
+    const message = (err as Error).message;
+    status.lastError = message;
+    status.connected = false;
+    ctx.metrics.imapConnected.set(labels, 0);
+    const kind = err instanceof AuthError ? 'auth' : err instanceof StaleUidValidityError ? 'uidvalidity' : (err as { code?: string }).code === 'EOPENBREAKER' ? 'breaker-open' : 'connection';
+    ctx.metrics.imapErrors.inc({ mailbox, kind });
+    setState(err instanceof AuthError ? 'auth-failed' : 'reconnecting');
+    // One clear line per distinct problem; repeats while it lasts are debug noise.
+    if (message !== lastLoggedError) {
+      lastLoggedError = message;
+      const level = err instanceof AuthError ? 'error' : 'warn';
+      log[level]({ err, kind, attempt: backoff.attempts + 1 }, err instanceof AuthError ? 'authentication failed: retrying with backoff' : 'mailbox connection failed: reconnecting with backoff');
+    } else {
+      log.debug({ kind, attempt: backoff.attempts + 1 }, 'still failing');
+    }
+  }
+
+  async function run(): Promise<void> {
+    while (!stopper.signal.aborted) {
+      let wait = 0;
+      try {
+        await session();
+      } catch (err) {
+        if (err instanceof LeaseLostError) {
+          log.warn('lease lost: another producer owns this mailbox now; stopping it here');
+          setState('lease-lost');
+          stopper.abort();
+          options.onLeaseLost?.(mailbox);
+        } else if (!stopper.signal.aborted) {
+          failed(err);
+          // A UIDVALIDITY change mid-batch is news, not an outage: settle again at once.
+          wait = err instanceof StaleUidValidityError ? 0 : backoff.next();
+        }
+      } finally {
+        const done = client;
+        client = undefined;
+        status.connected = false;
+        ctx.metrics.imapConnected.set(labels, 0);
+        if (done) await done.logout().catch(() => done.close());
+      }
+      if (stopper.signal.aborted) break;
+      status.reconnects += 1;
+      ctx.metrics.imapReconnects.inc(labels);
+      await sleep(wait, stopper.signal);
+    }
+    if (status.state !== 'lease-lost') setState('stopped');
+  }
+
+  return {
+    mailbox,
+    start() {
+      loop ??= run().catch((err: unknown) => log.error({ err }, 'mailbox runner crashed'));
+    },
+    async stop() {
+      stopper.abort();
+      await loop;
+    },
+    status: () => ({ ...status }),
+    notReadyReason(now = Date.now()) {
+      if (status.state === 'stopped' || status.state === 'lease-lost') return undefined;
+      if (status.state === 'auth-failed') return `imap ${mailbox}: authentication failed: ${status.lastError}`;
+      if (options.imapBreaker?.opened) return `imap ${mailbox}: circuit breaker open`;
+      if (!status.connected) return `imap ${mailbox}: not logged in${status.lastError ? ` (${status.lastError})` : ''}`;
+      const silentFor = now - (status.lastImapResponseAt ?? now);
+      const bound = 2 * ctx.settings.pollIntervalMs + 60_000;
+      if (silentFor > bound && status.state !== 'paused') return `imap ${mailbox}: no answer from the server for ${Math.round(silentFor / 1000)} s`;
+      return undefined;
+    },
+  };
+}

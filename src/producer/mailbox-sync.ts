@@ -1,0 +1,129 @@
+// Fetches every message above a UID, in UID order and in batches, and appends each batch in one
+// atomic step. Fetching batch N+1 overlaps parsing (on the parse threads) and appending batch N;
+// at most two batches are in memory, and a batch is also cut by size, so huge messages do not
+// pile up.
+import type { FetchMessageObject, ImapFlow } from 'imapflow';
+import type { FetchMeta } from './email-entry.ts';
+import type { AccountContext } from './mailbox-context.ts';
+import type { OpenedMailbox } from './mailbox-position.ts';
+import type { PreparedEntry } from './stream-append.ts';
+import type { PauseReason } from './stream-gate.ts';
+
+/** Bytes of raw mail one batch may hold (besides FETCH_BATCH_SIZE). */
+const BATCH_BYTES = 32 * 1024 * 1024;
+
+export interface SyncProgress {
+  /** After each appended batch: the new lastUid. */
+  onBatch(lastUid: number, appended: number): void;
+  /** Every IMAP answer (liveness). */
+  onResponse(): void;
+  /** Backpressure began (a reason) or ended (null). */
+  onPause?(reason: PauseReason | null): void;
+  signal: AbortSignal;
+}
+
+export interface SyncResult { fetched: number; appended: number; skipped: number; lastUid: number }
+
+interface Listed { uid: number; size: number }
+
+/** "3,5:9,12" for [3,5,6,7,8,9,12] (sorted). */
+export function uidSet(uids: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < uids.length; i++) {
+    const start = uids[i]!;
+    while (i + 1 < uids.length && uids[i + 1] === uids[i]! + 1) i++;
+    parts.push(start === uids[i] ? String(start) : `${start}:${uids[i]}`);
+  }
+  return parts.join(',');
+}
+
+export function cutBatches(listed: readonly Listed[], maxCount: number, maxBytes: number): Listed[][] {
+  const batches: Listed[][] = [];
+  let current: Listed[] = [];
+  let bytes = 0;
+  for (const item of listed) {
+    if (current.length > 0 && (current.length >= maxCount || bytes + item.size > maxBytes)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += item.size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+async function listNewUids(client: ImapFlow, afterUid: number): Promise<Listed[]> {
+  const listed: Listed[] = [];
+  // `N:*` always matches the highest UID, even below N (RFC 3501), hence the filter.
+  for await (const msg of client.fetch(`${afterUid + 1}:*`, { uid: true, size: true }, { uid: true })) {
+    if (msg.uid > afterUid) listed.push({ uid: msg.uid, size: msg.size ?? 0 });
+  }
+  return listed.sort((a, b) => a.uid - b.uid);
+}
+
+function metaOf(ctx: AccountContext, box: OpenedMailbox, msg: FetchMessageObject, gmail: boolean): FetchMeta {
+  const internal = msg.internalDate;
+  return {
+    account: ctx.account.account,
+    mailbox: box.path,
+    uidValidity: box.uidValidity,
+    uid: msg.uid,
+    internalDate: internal ? new Date(internal).toISOString() : null,
+    flags: [...(msg.flags ?? [])],
+    size: msg.size ?? msg.source?.length ?? 0,
+    ...(gmail && msg.emailId ? { gmail: { msgId: msg.emailId, threadId: msg.threadId ?? null, labels: [...(msg.labels ?? [])] } } : {}),
+  };
+}
+
+export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, afterUid: number, fencingToken: string, progress: SyncProgress): Promise<SyncResult> {
+  const result: SyncResult = { fetched: 0, appended: 0, skipped: 0, lastUid: afterUid };
+  const listed = await listNewUids(client, afterUid);
+  progress.onResponse();
+  if (listed.length === 0) return result;
+
+  const gmail = client.capabilities.has('X-GM-EXT-1');
+  const query = { uid: true, flags: true, internalDate: true, size: true, source: true, ...(gmail ? { threadId: true, labels: true } : {}) };
+  const labels = { mailbox: box.path };
+  let appending: Promise<void> | undefined;
+
+  for (const batch of cutBatches(listed, ctx.settings.fetchBatchSize, BATCH_BYTES)) {
+    if (progress.signal.aborted) break;
+    await ctx.gate?.waitForRoom(box.path, progress.signal, progress.onPause);
+    if (progress.signal.aborted) break;
+    const endFetch = ctx.metrics.fetchDuration.startTimer(labels);
+    const parsing: Array<Promise<PreparedEntry>> = [];
+    for await (const msg of client.fetch(uidSet(batch.map((b) => b.uid)), query, { uid: true })) {
+      if (!msg.source) continue;
+      parsing.push(ctx.pool.parse(msg.source, metaOf(ctx, box, msg, gmail)));
+    }
+    endFetch();
+    progress.onResponse();
+    ctx.metrics.emailsFetched.inc(labels, parsing.length);
+    result.fetched += parsing.length;
+    ctx.fault.hit('after-fetch');
+
+    // Appends stay in UID order: the previous batch is written before this one.
+    if (appending) await appending;
+    const batchLastUid = batch[batch.length - 1]!.uid;
+    appending = Promise.all(parsing).then(async (entries) => {
+      entries.sort((a, b) => a.uid - b.uid);
+      const endAppend = ctx.metrics.appendDuration.startTimer(labels);
+      const done = await ctx.appender.append({ mailbox: box.path, uidValidity: box.uidValidity, lastUid: batchLastUid, entries, fencingToken });
+      endAppend();
+      ctx.fault.hit('after-append');
+      ctx.metrics.emailsAppended.inc(labels, done.appended);
+      ctx.metrics.emailsSkipped.inc(labels, done.skipped);
+      ctx.metrics.parseErrors.inc(labels, entries.filter((e) => e.parseError).length);
+      result.appended += done.appended;
+      result.skipped += done.skipped;
+      result.lastUid = batchLastUid;
+      progress.onBatch(batchLastUid, done.appended);
+    });
+    // Observed at once so a failure while the next batch is fetched is not an unhandled rejection.
+    appending.catch(() => undefined);
+  }
+  if (appending) await appending;
+  return result;
+}

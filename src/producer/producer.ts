@@ -1,0 +1,92 @@
+// The producer role: one account context, one runner per mailbox, readiness and status from the
+// runners. runDaemon (src/core/daemon.ts) supplies metrics, Redis, HTTP, heartbeat and shutdown.
+import { ConfigError } from '../core/errors.ts';
+import type { DaemonContext, RoleParts } from '../core/daemon.ts';
+import { accountKeys, globalKeys } from '../core/keys.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
+import type { RedisClient } from '../core/redis.ts';
+import type { Config } from '../config/load.ts';
+import { createAccessTokenSource } from './access-token.ts';
+import type { AccountSettings } from './account.ts';
+import { createFaultInjector } from './fault-injection.ts';
+import type { AccountContext } from './mailbox-context.ts';
+import { createImapBreaker, createMailboxRunner, type MailboxRunner, type RunnerOptions } from './mailbox-runner.ts';
+import { createParsePool, parseThreadCount, type ParsePool } from './parse-pool.ts';
+import { createStreamAppender, type Appender } from './stream-append.ts';
+import { createStreamGate } from './stream-gate.ts';
+
+export function syncSettings(config: Readonly<Config>): AccountContext['settings'] {
+  const { imap, producer } = config;
+  return {
+    idle: imap.idle,
+    pollIntervalMs: imap.pollIntervalMs,
+    idleRestartMs: imap.idleRestartMs,
+    noopIntervalMs: imap.noopIntervalMs,
+    fetchBatchSize: imap.fetchBatchSize,
+    startFrom: producer.startFrom,
+    uidValidityResync: producer.uidValidityResync,
+    uidValidityMarginMs: producer.uidValidityMarginMs,
+    reconnectBaseMs: producer.reconnectBaseMs,
+    reconnectMaxMs: producer.reconnectMaxMs,
+  };
+}
+
+export function createAccountContext(deps: {
+  config: Readonly<Config>; account: AccountSettings; redis: RedisClient; logger: Logger; metrics: Metrics; pool: ParsePool;
+  appender?: Appender; readOnly?: boolean;
+}): AccountContext {
+  const { config, account, redis, metrics } = deps;
+  const keys = accountKeys(config.prefix, account.account);
+  const logger = deps.logger.child({ account: account.account });
+  const readOnly = deps.readOnly ?? false;
+  return {
+    account, keys, redis, logger, metrics, pool: deps.pool,
+    appender: deps.appender ?? createStreamAppender(redis, keys, { retentionMs: config.producer.ingestedRetentionMs }),
+    tokens: account.auth.kind === 'password' ? undefined : createAccessTokenSource(account.auth, account.user, { logger, metrics }),
+    gate: readOnly ? undefined : createStreamGate({ redis, keys, metrics, logger, maxLen: config.producer.streamMaxLen, maxLag: config.producer.maxConsumerLag }),
+    fault: createFaultInjector(config.producer.faultInjection),
+    settings: syncSettings(config),
+    readOnly,
+  };
+}
+
+/** Runners of one account; the scale-out coordinator may start and stop them one by one. */
+export interface AccountRunners {
+  context: AccountContext;
+  runner(mailbox: string, options?: Omit<RunnerOptions, 'imapBreaker'>): MailboxRunner;
+}
+
+export function accountRunners(context: AccountContext): AccountRunners {
+  const imapBreaker = createImapBreaker(context);
+  return { context, runner: (mailbox, options = {}) => createMailboxRunner(context, mailbox, { ...options, imapBreaker }) };
+}
+
+export async function startProducer(ctx: DaemonContext, account: AccountSettings): Promise<RoleParts> {
+  const { config, redis, metrics, logger } = ctx;
+  if (account.mailboxes.length > account.maxConnections) {
+    throw new ConfigError('IMAP_MAILBOXES', `${account.mailboxes.length} mailboxes need as many connections, more than IMAP_MAX_CONNECTIONS=${account.maxConnections}`);
+  }
+  const pool = createParsePool(parseThreadCount(config.producer.parseThreads), { maxBodyBytes: config.producer.maxBodyBytes });
+  const context = createAccountContext({ config, account, redis, logger, metrics, pool });
+  await redis.sadd(globalKeys(config.prefix).accounts, account.account);
+  const set = accountRunners(context);
+  const runners = account.mailboxes.map((mailbox) => set.runner(mailbox));
+  for (const runner of runners) runner.start();
+  logger.info({ account: account.account, mailboxes: account.mailboxes, parseThreads: pool.threads }, 'producer running');
+
+  return {
+    async ready() {
+      const reasons = runners.map((r) => r.notReadyReason()).filter((r): r is string => r !== undefined);
+      return { ready: reasons.length === 0, reasons };
+    },
+    async status() {
+      return { account: account.account, mailboxes: runners.map((r) => r.status()) };
+    },
+    heartbeat: () => ({ account: account.account, mailboxes: runners.map((r) => ({ mailbox: r.mailbox, state: r.status().state })) }),
+    async stop() {
+      await Promise.all(runners.map((r) => r.stop()));
+      await pool.close();
+    },
+  };
+}

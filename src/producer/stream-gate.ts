@@ -1,0 +1,61 @@
+// Backpressure and safe trimming, checked before each batch is fetched. The stream is trimmed only
+// below what every consumer group has acknowledged (trimStream script); when it still holds
+// STREAM_MAX_LEN entries, or a group lags by more than MAX_CONSUMER_LAG, fetching pauses until
+// consumers catch up. Pausing is the only answer that loses nothing.
+import { sleep } from '../core/backoff.ts';
+import type { AccountKeys } from '../core/keys.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
+import type { RedisClient } from '../core/redis.ts';
+import { readStreamStats } from '../core/stream-stats.ts';
+
+export type PauseReason = 'stream-full' | 'consumer-lag';
+
+/** How often a paused mailbox looks again; short, as resuming should follow consumers closely. */
+const RECHECK_MS = 500;
+/** Most entries one trim removes, to keep the script short. */
+const TRIM_CHUNK = 10_000;
+
+export interface StreamGate {
+  /** Resolves when there is room for another batch (or the signal aborts). */
+  waitForRoom(mailbox: string, signal: AbortSignal, onPause?: (reason: PauseReason | null) => void): Promise<void>;
+}
+
+export function createStreamGate(deps: { redis: RedisClient; keys: AccountKeys; metrics: Metrics; logger: Logger; maxLen: number; maxLag: number }): StreamGate {
+  const { redis, keys, metrics, logger } = deps;
+  for (const reason of ['stream-full', 'consumer-lag'] as const) metrics.backpressurePauses.inc({ reason }, 0);
+
+  const blocked = async (): Promise<{ reason: PauseReason; detail: Record<string, unknown> } | null> => {
+    const [removed, length] = await redis.trimStream(keys.stream, deps.maxLen, TRIM_CHUNK);
+    if (removed > 0) metrics.streamTrimmed.inc(removed);
+    if (length >= deps.maxLen) return { reason: 'stream-full', detail: { length, maxLen: deps.maxLen } };
+    const stats = await readStreamStats(redis, keys);
+    const lagging = stats.groups.find((g) => g.lag !== null && g.lag > deps.maxLag);
+    if (lagging) return { reason: 'consumer-lag', detail: { group: lagging.name, lag: lagging.lag, maxLag: deps.maxLag } };
+    return null;
+  };
+
+  return {
+    async waitForRoom(mailbox, signal, onPause) {
+      let pausedFor: PauseReason | null = null;
+      while (!signal.aborted) {
+        const block = await blocked();
+        if (block === null) break;
+        if (block.reason !== pausedFor) {
+          if (pausedFor) metrics.producerPaused.set({ mailbox, reason: pausedFor }, 0);
+          pausedFor = block.reason;
+          metrics.backpressurePauses.inc({ reason: block.reason });
+          metrics.producerPaused.set({ mailbox, reason: block.reason }, 1);
+          logger.warn({ mailbox, reason: block.reason, ...block.detail }, 'fetching paused: consumers must catch up');
+          onPause?.(block.reason);
+        }
+        await sleep(RECHECK_MS, signal);
+      }
+      if (pausedFor) {
+        metrics.producerPaused.set({ mailbox, reason: pausedFor }, 0);
+        logger.info({ mailbox, reason: pausedFor }, 'fetching resumed');
+        onPause?.(null);
+      }
+    },
+  };
+}

@@ -1,0 +1,135 @@
+// The producer end to end through its CLI: TLS + XOAUTH2 against the private Dovecot, two
+// mailboxes at once, 1,000 mixed messages exactly once and in UID order, malformed mail kept with
+// parseError, new mail through IDLE and through polling.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
+import { startOAuthServer, type OAuthServer } from '../helpers/oauth-server.ts';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { generateCorpus } from '../helpers/corpus.ts';
+import { startDaemon, type Daemon } from '../helpers/cli.ts';
+import { eventually } from '../helpers/ports.ts';
+import { killAllTracked } from '../helpers/processes.ts';
+import { producerEnv } from '../helpers/producer-env.ts';
+import { accountKeys } from '../../src/core/keys.ts';
+import type { EmailEntry } from '../../src/core/entry.ts';
+
+const USER = 'user@example.com';
+let oauth: OAuthServer;
+let dovecot: Dovecot;
+let redisServer: RedisServer;
+let redis: Redis;
+
+beforeAll(async () => {
+  oauth = await startOAuthServer();
+  [dovecot, redisServer] = await Promise.all([startDovecot({ introspectionUrl: oauth.introspectUrl }), startRedisServer()]);
+  redis = redisServer.client();
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await dovecot?.destroy();
+  await redisServer?.destroy();
+  await oauth?.close();
+  expect(await killAllTracked()).toBe(0);
+});
+
+async function entries(stream: string): Promise<EmailEntry[]> {
+  const raw = await redis.xrange(stream, '-', '+');
+  return raw.map(([, fields]) => {
+    expect(fields[0]).toBe('key');
+    expect(fields[2]).toBe('email');
+    const email = JSON.parse(fields[3]!) as EmailEntry;
+    expect(email.key).toBe(fields[1]);
+    return email;
+  });
+}
+
+function metric(text: string, name: string, labels = ''): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `) || (labels === '' && l.startsWith(`${name} `)));
+  return line ? Number(line.split(' ').pop()) : NaN;
+}
+
+async function httpUrl(daemon: Daemon): Promise<string> {
+  const line = await daemon.waitForLog((l) => l.msg === 'health and metrics listening', 'HTTP listener');
+  return line.url as string;
+}
+
+describe('producer', () => {
+  it('appends 1,000 mixed messages from two mailboxes over TLS with XOAUTH2, exactly once and in UID order', async () => {
+    const inbox = generateCorpus(600, { seed: 11, tag: 'inbox' });
+    const archive = generateCorpus(400, { seed: 12, tag: 'archive' });
+    dovecot.seed(USER, 'INBOX', inbox.map((m) => m.raw));
+    dovecot.seed(USER, 'Archive', archive.map((m) => m.raw));
+    const env = producerEnv({ redisUrl: redisServer.url, dovecot, oauth, mailboxes: ['INBOX', 'Archive'], extra: { START_FROM: 'all', FETCH_BATCH_SIZE: '150' } });
+    const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
+    const introspectionsBefore = oauth.counters.introspections;
+    const daemon = startDaemon(['producer'], env);
+    const url = await httpUrl(daemon);
+    await eventually(async () => (await redis.xlen(keys.stream)) >= 1000, { what: '1,000 entries' });
+    await eventually(async () => (await fetch(`${url}/ready`)).status === 200, { what: 'ready' });
+
+    const all = await entries(keys.stream);
+    expect(all).toHaveLength(1000);
+    expect(new Set(all.map((e) => e.key)).size).toBe(1000);
+    for (const [mailbox, corpus] of [['INBOX', inbox], ['Archive', archive]] as const) {
+      const mine = all.filter((e) => e.mailbox === mailbox);
+      expect(mine.map((e) => e.uid)).toEqual(mine.map((_, i) => i + 1));
+      // Message-ID when there is one, else the content hash; never two entries for one message.
+      mine.forEach((e, i) => {
+        const mail = corpus[i]!;
+        expect(e.messageId).toBe(mail.messageId);
+        expect(e.keySource).toBe(mail.messageId ? 'message-id' : 'content-hash');
+      });
+      const malformed = mine.filter((_, i) => corpus[i]!.kind === 'malformed');
+      expect(malformed.length).toBeGreaterThan(0);
+      for (const e of malformed) expect(e.parseError).toMatch(/malformed|mailparser/);
+      const wellFormed = mine.filter((_, i) => corpus[i]!.kind !== 'malformed');
+      for (const e of wellFormed) expect(e.parseError).toBeUndefined();
+      const withAttachments = mine.filter((_, i) => corpus[i]!.kind === 'attachment');
+      for (const e of withAttachments) {
+        expect(e.attachments.length).toBeGreaterThan(0);
+        for (const a of e.attachments) expect(a.sha256).toMatch(/^[0-9a-f]{64}$/);
+      }
+    }
+    // The logins were XOAUTH2 checked by the token server (OAUTHBEARER is not offered).
+    expect(oauth.counters.introspections).toBeGreaterThan(introspectionsBefore);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metric(metrics, 'mailstream_emails_appended_total', 'mailbox="INBOX"')).toBe(600);
+    expect(metric(metrics, 'mailstream_emails_appended_total', 'mailbox="Archive"')).toBe(400);
+    expect(metric(metrics, 'mailstream_parse_errors_total', 'mailbox="INBOX"')).toBe(inbox.filter((m) => m.kind === 'malformed').length);
+    const state = await redis.hgetall(keys.mailbox('INBOX'));
+    expect(Number(state.lastUid)).toBe(600);
+    expect(Number(state.lastPollAt)).toBeGreaterThan(0);
+    const status = JSON.parse((await redis.hget(keys.mailboxStatus, 'Archive'))!) as { lastUid: number; connected: boolean };
+    expect(status).toMatchObject({ lastUid: 400, connected: true });
+    expect(await redis.sismember(`${env.MAILSTREAM_PREFIX}:accounts`, USER)).toBe(1);
+
+    // A message delivered now arrives through IDLE: the producer logs the wake-up by new mail.
+    const fresh = generateCorpus(1, { seed: 13, tag: 'idle' });
+    await dovecot.append(USER, 'INBOX', fresh.map((m) => m.raw));
+    await eventually(async () => (await redis.xlen(keys.stream)) === 1001, { what: 'the IDLE delivery' });
+    const last = (await entries(keys.stream)).at(-1)!;
+    expect(last).toMatchObject({ messageId: fresh[0]!.messageId, mailbox: 'INBOX', uid: 601 });
+    expect(daemon.logs().some((l) => l.msg === 'new mail' && l.mailbox === 'INBOX' && l.via === 'idle')).toBe(true);
+
+    expect(await daemon.stop()).toBe(0);
+    expect(daemon.logs().some((l) => l.msg === 'stopped')).toBe(true);
+  });
+
+  it('without IDLE, polling finds new mail', async () => {
+    dovecot.seed(USER, 'Polled', generateCorpus(3, { seed: 21, tag: 'polled' }).map((m) => m.raw));
+    const env = producerEnv({ redisUrl: redisServer.url, dovecot, oauth, mailboxes: ['Polled'], extra: { START_FROM: 'now', IMAP_IDLE: 'false', POLL_INTERVAL_MS: '300' } });
+    const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
+    const daemon = startDaemon(['producer'], env);
+    await daemon.waitForLog((l) => l.msg === 'mailbox seen for the first time', 'first sight');
+    const fresh = generateCorpus(2, { seed: 22, tag: 'poll-new' });
+    await dovecot.append(USER, 'Polled', fresh.map((m) => m.raw));
+    await eventually(async () => (await redis.xlen(keys.stream)) === 2, { what: 'polled mail' });
+    // START_FROM=now: the three older messages are not read.
+    expect((await entries(keys.stream)).map((e) => e.uid)).toEqual([4, 5]);
+    expect(daemon.logs().some((l) => l.msg === 'new mail' && l.via === 'poll')).toBe(true);
+    expect(daemon.logs().some((l) => l.via === 'idle')).toBe(false);
+    expect(await daemon.stop()).toBe(0);
+  });
+});
