@@ -27,6 +27,11 @@ export interface HttpServerHandle {
 
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServerHandle> {
   const { metrics, logger } = options;
+  const checkReady = async (): Promise<ReadyReport> => {
+    const report = await options.ready();
+    metrics.ready.set(report.ready ? 1 : 0);
+    return report;
+  };
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (status: number, body: string, type = 'application/json') => {
@@ -39,13 +44,15 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         case '/health':
           return send(200, JSON.stringify({ status: 'ok', pid: process.pid, uptimeSeconds: Math.round(process.uptime()) }));
         case '/ready': {
-          const report = await options.ready();
-          metrics.ready.set(report.ready ? 1 : 0);
+          const report = await checkReady();
           return send(report.ready ? 200 : 503, JSON.stringify({ status: report.ready ? 'ready' : 'not ready', reasons: report.reasons }));
         }
         case '/status':
           return send(200, JSON.stringify(await options.status(), null, 2));
         case '/metrics':
+          // Prometheus may be the only caller: without this, mailstream_ready and
+          // mailstream_redis_up would keep whatever the last /ready call (if any) left there.
+          await checkReady();
           return send(200, await metrics.registry.metrics(), metrics.registry.contentType);
         default:
           return send(404, JSON.stringify({ error: 'not found', endpoints: ['/health', '/ready', '/status', '/metrics'] }));
