@@ -1,0 +1,13 @@
+-- Hands the retries that are due to this consumer. Removing the id from the retries set and
+-- claiming the entry happen together, so exactly one worker of the group performs each retry.
+-- KEYS[1] stream, KEYS[2] retries sorted set
+-- ARGV[1] consumer group, ARGV[2] consumer, ARGV[3] now (ms), ARGV[4] at most this many
+-- Returns XCLAIM-shaped entries {id, fields}; fields is false when the entry was trimmed.
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+local claimed = {}
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[2], id)
+  local entries = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id)
+  if entries[1] then claimed[#claimed + 1] = entries[1] end
+end
+return claimed

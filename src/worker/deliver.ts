@@ -1,0 +1,155 @@
+// Delivers one batch of entries of one account: skips keys already delivered, sends the rest
+// through the sink's circuit breaker, then acknowledges, schedules retries or dead-letters.
+// While the breaker is open nothing is sent and nothing is charged: the entries wait.
+import { isPermanent } from '../core/errors.ts';
+import { sleep } from '../core/backoff.ts';
+import type { Breaker } from '../core/breaker.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
+import { appendedAtMs, type StreamEntry } from './entries.ts';
+import type { Limiter } from './limiter.ts';
+import { decideAfterFailure, parseFailureRecord, type FailureRecord, type RetrySettings } from './retry-policy.ts';
+import type { StreamOps } from './stream-ops.ts';
+import type { Delivery, Sink } from './sinks/types.ts';
+
+export type SinkBreaker = Breaker<[Delivery[], AbortSignal], void>;
+
+type Attempt = { kind: 'delivered' } | { kind: 'failed'; err: unknown } | { kind: 'abandoned' };
+
+/** Codes of errors that mean the sink itself is unreachable, not that this email is at fault. */
+const SINK_UNAVAILABLE = /^ERR_(WEBHOOK_(CONNECTION|TIMEOUT|502|503|504)|POSTGRES|JSONL_WRITE)$/;
+
+function failureKind(err: unknown): string {
+  if (isPermanent(err)) return 'permanent';
+  const code = String((err as { code?: unknown }).code ?? '');
+  if (code.endsWith('TIMEOUT')) return 'timeout';
+  if (code.endsWith('CONNECTION')) return 'connection';
+  if (code === 'ERR_WEBHOOK_429') return 'rate_limited';
+  return 'transient';
+}
+
+export interface DelivererOptions {
+  sink: Sink;
+  breaker: SinkBreaker;
+  limiter: Limiter;
+  metrics: Metrics;
+  logger: Logger;
+  retry: RetrySettings;
+  consumer: string;
+  /** Aborted when shutdown begins: no new attempt starts, waiting entries are left pending. */
+  stopping: AbortSignal;
+  /** Aborted when the shutdown timeout runs out: deliveries under way are given up. */
+  giveUp: AbortSignal;
+  /** How often a delivery waiting on an open breaker looks again. */
+  breakerPollMs: number;
+}
+
+export class Deliverer {
+  private readonly o: DelivererOptions;
+
+  constructor(options: DelivererOptions) {
+    this.o = options;
+  }
+
+  /** `fresh`: read with `>` for the first time, so no failure can be on record yet. */
+  async process(ops: StreamOps, entries: StreamEntry[], fresh: boolean): Promise<void> {
+    if (entries.length === 0) return;
+    const { metrics } = this.o;
+    const done = await ops.deliveredKeys(entries);
+    const duplicates: StreamEntry[] = [];
+    const now: StreamEntry[] = [];
+    const later: StreamEntry[] = [];
+    const inBatch = new Set<string>();
+    for (const e of entries) {
+      if (done.has(e.key)) duplicates.push(e);
+      else if (inBatch.has(e.key)) later.push(e); // same key twice in one batch: wait for the first
+      else { inBatch.add(e.key); now.push(e); }
+    }
+    if (duplicates.length > 0) {
+      await ops.ackDelivered(duplicates);
+      metrics.emailsDeduplicated.inc(duplicates.length);
+    }
+
+    const previous = new Map<string, FailureRecord>();
+    if (!fresh) {
+      const raw = await ops.failureRecords(now.map((e) => e.id));
+      raw.forEach((r, i) => { const rec = parseFailureRecord(r); if (rec) previous.set(now[i]!.id, rec); });
+    }
+    const deliveries: Delivery[] = now.map((e) => ({ ...e, account: ops.keys.account, previousAttempts: previous.get(e.id)?.attempts ?? 0 }));
+    const results = await this.deliverAll(deliveries);
+
+    const delivered: StreamEntry[] = [];
+    const failed: Array<{ entry: StreamEntry; err: unknown }> = [];
+    results.forEach((r, i) => {
+      const entry = now[i]!;
+      if (r.kind === 'delivered') delivered.push(entry);
+      else if (r.kind === 'failed') failed.push({ entry, err: r.err });
+    });
+    await Promise.all([this.acknowledge(ops, delivered), this.handleFailures(ops, failed, previous)]);
+    if (later.length > 0 && !this.o.stopping.aborted) await this.process(ops, later, fresh);
+  }
+
+  private async deliverAll(deliveries: Delivery[]): Promise<Attempt[]> {
+    if (deliveries.length === 0) return [];
+    const { sink, limiter } = this.o;
+    if (sink.mode === 'each') return Promise.all(deliveries.map((d) => limiter.run(() => this.attempt([d]))));
+    const whole = await limiter.run(() => this.attempt(deliveries));
+    // One bad email refuses a whole batch write: try them one by one to find it.
+    if (whole.kind === 'failed' && isPermanent(whole.err) && deliveries.length > 1) {
+      return Promise.all(deliveries.map((d) => limiter.run(() => this.attempt([d]))));
+    }
+    return deliveries.map(() => whole);
+  }
+
+  private async attempt(items: Delivery[]): Promise<Attempt> {
+    const { breaker, metrics, stopping, giveUp, sink } = this.o;
+    for (;;) {
+      if (stopping.aborted) return { kind: 'abandoned' };
+      if (breaker.opened) { await sleep(this.o.breakerPollMs, stopping); continue; }
+      const stopTimer = metrics.deliveryDuration.startTimer({ sink: sink.kind });
+      metrics.inFlight.inc(items.length);
+      try {
+        await breaker.fire(items, giveUp);
+        stopTimer();
+        return { kind: 'delivered' };
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 'EOPENBREAKER') { await sleep(this.o.breakerPollMs, stopping); continue; }
+        if (giveUp.aborted) return { kind: 'abandoned' };
+        metrics.deliveryFailures.inc({ sink: sink.kind, kind: failureKind(err) }, items.length);
+        // The sink is down, not the email at fault: keep it until the breaker lets calls through.
+        if (breaker.opened && SINK_UNAVAILABLE.test(String((err as { code?: unknown }).code ?? ''))) continue;
+        return { kind: 'failed', err };
+      } finally {
+        metrics.inFlight.dec(items.length);
+      }
+    }
+  }
+
+  private async acknowledge(ops: StreamOps, delivered: StreamEntry[]): Promise<void> {
+    if (delivered.length === 0) return;
+    await ops.ackDelivered(delivered);
+    const { metrics, sink } = this.o;
+    metrics.emailsDelivered.inc({ sink: sink.kind }, delivered.length);
+    const now = Date.now();
+    for (const e of delivered) metrics.endToEndLatency.observe({ sink: sink.kind }, Math.max(0, now - appendedAtMs(e.id)) / 1000);
+  }
+
+  private async handleFailures(ops: StreamOps, failed: Array<{ entry: StreamEntry; err: unknown }>, previous: Map<string, FailureRecord>): Promise<void> {
+    const { metrics, logger, sink } = this.o;
+    await Promise.all(failed.map(async ({ entry, err }) => {
+      const decision = decideAfterFailure(err, previous.get(entry.id), { now: Date.now(), consumer: this.o.consumer, settings: this.o.retry });
+      const log = { entryId: entry.id, account: ops.keys.account, attempts: decision.record.attempts, error: decision.record.lastError };
+      if (decision.kind === 'retry') {
+        await ops.recordFailure(entry.id, decision.record, decision.dueAt);
+        metrics.emailsRetried.inc({ sink: sink.kind });
+        logger.warn({ ...log, retryInMs: decision.dueAt - Date.now() }, 'delivery failed; retry scheduled');
+      } else {
+        const dlqId = await ops.moveToDlq(entry, decision.record, decision.reason);
+        if (dlqId) {
+          metrics.emailsDeadLettered.inc({ reason: decision.reason });
+          logger.error({ ...log, reason: decision.reason, dlqId }, 'email dead-lettered');
+        }
+      }
+    }));
+  }
+}

@@ -1,0 +1,55 @@
+// Stream entries as the worker sees them: parsed from XREADGROUP/XCLAIM replies without touching
+// the email JSON (sinks that send it as-is never parse it), plus the dedupe marker name of a key.
+import { createHash } from 'node:crypto';
+import { ENTRY_FIELDS } from '../core/entry.ts';
+import type { AccountKeys } from '../core/keys.ts';
+
+export interface StreamEntry {
+  /** Stream entry id (`<ms>-<seq>`). */
+  id: string;
+  /** The idempotency key (entry field `key`). */
+  key: string;
+  /** The email JSON exactly as the producer wrote it (entry field `email`). */
+  email: string;
+}
+
+/** What a reply held: entries to deliver, and ids whose payload is gone (trimmed while pending). */
+export interface ParsedEntries { entries: StreamEntry[]; missing: string[] }
+
+export type RawEntry = [id: string, fields: string[] | null | false];
+
+export function parseEntries(raw: readonly RawEntry[]): ParsedEntries {
+  const entries: StreamEntry[] = [];
+  const missing: string[] = [];
+  for (const [id, fields] of raw) {
+    let key: string | undefined;
+    let email: string | undefined;
+    if (fields) {
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        if (fields[i] === ENTRY_FIELDS.key) key = fields[i + 1];
+        else if (fields[i] === ENTRY_FIELDS.email) email = fields[i + 1];
+      }
+    }
+    if (key === undefined || email === undefined) missing.push(id);
+    else entries.push({ id, key, email });
+  }
+  return { entries, missing };
+}
+
+/** When the entry was appended: the millisecond part of its id. */
+export function appendedAtMs(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
+}
+
+const MAX_PLAIN_MARKER = 64;
+
+/**
+ * The dedupe marker key of an idempotency key. Long keys (a Message-ID can run to hundreds of
+ * bytes) are replaced by their SHA-256, so one marker costs well under 200 bytes whatever the mail.
+ */
+export function deliveredMarker(keys: AccountKeys, idempotencyKey: string): string {
+  const id = idempotencyKey.length <= MAX_PLAIN_MARKER && !idempotencyKey.startsWith('sha256:')
+    ? idempotencyKey
+    : `sha256:${createHash('sha256').update(idempotencyKey).digest('base64url')}`;
+  return keys.delivered(id);
+}

@@ -1,0 +1,115 @@
+// The worker's Redis state transitions, one Lua script each (src/core/scripts): acknowledge with
+// a dedupe marker, record a failure and its retry time, dead-letter, claim due retries, claim
+// orphans, remove dead consumers. Every key comes from keys.ts and is passed in KEYS.
+import type { Result } from 'ioredis';
+import type { AccountKeys } from '../core/keys.ts';
+import type { RedisClient } from '../core/redis.ts';
+import { deliveredMarker, type RawEntry, type StreamEntry } from './entries.ts';
+import type { DeadLetterReason, FailureRecord } from './retry-policy.ts';
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    ackDelivered(stream: string, marker: string, failures: string, retries: string, group: string, id: string, ttlSeconds: number): Result<number, Context>;
+    recordFailure(failures: string, retries: string, id: string, record: string, dueAt: number): Result<number, Context>;
+    moveToDlq(stream: string, dlq: string, failures: string, retries: string, group: string, id: string, ...fields: string[]): Result<string | null, Context>;
+    claimDueRetries(stream: string, retries: string, group: string, consumer: string, now: number, count: number): Result<RawEntry[], Context>;
+    claimOrphans(stream: string, retries: string, group: string, consumer: string, minIdleMs: number, count: number, scan: number): Result<Array<[string, string[] | false, number]>, Context>;
+    removeDeadConsumers(stream: string, group: string, minIdleMs: number, self: string): Result<string[], Context>;
+  }
+}
+
+export interface StreamOpsOptions {
+  redis: RedisClient;
+  keys: AccountKeys;
+  group: string;
+  consumer: string;
+  dedupeTtlSeconds: number;
+}
+
+export class StreamOps {
+  readonly keys: AccountKeys;
+  private readonly redis: RedisClient;
+  private readonly group: string;
+  private readonly consumer: string;
+  private readonly ttl: number;
+
+  constructor(options: StreamOpsOptions) {
+    this.redis = options.redis;
+    this.keys = options.keys;
+    this.group = options.group;
+    this.consumer = options.consumer;
+    this.ttl = options.dedupeTtlSeconds;
+  }
+
+  /** Creates the group (and the stream) unless it exists; a new group starts at the beginning. */
+  async ensureGroup(): Promise<void> {
+    try {
+      await this.redis.xgroup('CREATE', this.keys.stream, this.group, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+    }
+  }
+
+  /** Which of these keys were delivered already (one MGET: all markers share the account's slot). */
+  async deliveredKeys(entries: readonly StreamEntry[]): Promise<Set<string>> {
+    if (entries.length === 0) return new Set();
+    const markers = await this.redis.mget(entries.map((e) => deliveredMarker(this.keys, e.key)));
+    const done = new Set<string>();
+    markers.forEach((m, i) => { if (m !== null) done.add(entries[i]!.key); });
+    return done;
+  }
+
+  /** Marks and acknowledges; the calls of one batch share a round trip (auto-pipelining). */
+  ackDelivered(entries: readonly StreamEntry[]): Promise<number[]> {
+    const k = this.keys;
+    return Promise.all(entries.map((e) => this.redis.ackDelivered(k.stream, deliveredMarker(k, e.key), k.failures, k.retries, this.group, e.id, this.ttl)));
+  }
+
+  /** Acknowledges entries whose payload was trimmed away: there is nothing left to deliver. */
+  async ackMissing(ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await this.redis.xack(this.keys.stream, this.group, ...ids);
+  }
+
+  async failureRecords(ids: readonly string[]): Promise<Array<string | null>> {
+    if (ids.length === 0) return [];
+    return this.redis.hmget(this.keys.failures, ...ids);
+  }
+
+  recordFailure(id: string, record: FailureRecord, dueAt: number): Promise<number> {
+    return this.redis.recordFailure(this.keys.failures, this.keys.retries, id, JSON.stringify(record), dueAt);
+  }
+
+  moveToDlq(entry: StreamEntry, record: FailureRecord, reason: DeadLetterReason): Promise<string | null> {
+    const k = this.keys;
+    return this.redis.moveToDlq(k.stream, k.dlq, k.failures, k.retries, this.group, entry.id,
+      'key', entry.key, 'email', entry.email, 'reason', reason, 'error', record.lastError,
+      'attempts', String(record.attempts), 'firstFailureAt', new Date(record.firstFailureAt).toISOString(),
+      'lastFailureAt', new Date(record.lastFailureAt).toISOString(), 'consumer', record.consumer,
+      'originalId', entry.id, 'deadLetteredAt', new Date().toISOString());
+  }
+
+  claimDueRetries(now: number, count: number): Promise<RawEntry[]> {
+    return this.redis.claimDueRetries(this.keys.stream, this.keys.retries, this.group, this.consumer, now, count);
+  }
+
+  /** Which of these ids wait in the retries set. */
+  async retryScheduled(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const scores = await this.redis.zmscore(this.keys.retries, ...ids);
+    return new Set(ids.filter((_, i) => scores[i] !== null));
+  }
+
+  /** Due time of the earliest scheduled retry, if any. */
+  async nextRetryAt(): Promise<number | undefined> {
+    const first = await this.redis.zrange(this.keys.retries, '0', '0', 'WITHSCORES');
+    return first[1] === undefined ? undefined : Number(first[1]);
+  }
+
+  claimOrphans(minIdleMs: number, count: number): Promise<Array<[string, string[] | false, number]>> {
+    return this.redis.claimOrphans(this.keys.stream, this.keys.retries, this.group, this.consumer, minIdleMs, count, count * 10);
+  }
+
+  removeDeadConsumers(minIdleMs: number): Promise<string[]> {
+    return this.redis.removeDeadConsumers(this.keys.stream, this.group, minIdleMs, this.consumer);
+  }
+}

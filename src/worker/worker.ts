@@ -1,0 +1,112 @@
+// The worker role: one read loop per account stream, all sharing one sink, its circuit breaker
+// and the concurrency limit. runDaemon (src/core/daemon.ts) supplies metrics, HTTP, heartbeat
+// and the shutdown sequence; this module assembles the parts and says how to stop them.
+import { breakerStateName, createBreaker } from '../core/breaker.ts';
+import { sleep } from '../core/backoff.ts';
+import type { DaemonContext, RoleParts } from '../core/daemon.ts';
+import { isPermanent } from '../core/errors.ts';
+import { accountKeys } from '../core/keys.ts';
+import { closeRedis, createRedis, type RedisClient } from '../core/redis.ts';
+import { readStreamStats, type StreamStats } from '../core/stream-stats.ts';
+import { AccountConsumer } from './consumer.ts';
+import { Deliverer, type SinkBreaker } from './deliver.ts';
+import { Limiter } from './limiter.ts';
+import { createSink } from './sinks/index.ts';
+import type { Delivery } from './sinks/types.ts';
+import { StreamOps } from './stream-ops.ts';
+
+const SINK_CHECK_TIMEOUT_MS = 1_500;
+const STATS_INTERVAL_MS = 5_000;
+
+/** Accounts default to IMAP_USER's; a deployment with an accounts file passes its list. */
+export async function startWorker(ctx: DaemonContext, accounts: readonly string[] = [ctx.config.imap.user]): Promise<RoleParts> {
+  const { config, logger, metrics, redis } = ctx;
+  const w = config.worker;
+  const sink = await createSink(w);
+  // The breaker tries a sink that went down again after twice the first retry delay (1 s to 30 s).
+  const resetTimeoutMs = Math.min(30_000, Math.max(1_000, 2 * w.retryBaseMs));
+  const breaker: SinkBreaker = createBreaker('sink', (items: Delivery[], signal: AbortSignal) => sink.deliver(items, signal),
+    { metrics, logger }, { isNeutral: isPermanent, resetTimeoutMs });
+  const breakerPollMs = Math.min(250, resetTimeoutMs);
+
+  for (const reason of ['permanent', 'max-attempts']) metrics.emailsDeadLettered.inc({ reason }, 0);
+  metrics.emailsDelivered.inc({ sink: sink.kind }, 0);
+  metrics.emailsRetried.inc({ sink: sink.kind }, 0);
+  metrics.groupLag.set({ group: w.group }, 0);
+  metrics.groupPending.set({ group: w.group }, 0);
+
+  const stopping = new AbortController();
+  const giveUp = new AbortController();
+  const limiter = new Limiter(w.concurrency);
+  const deliverer = new Deliverer({
+    sink, breaker, limiter, metrics, logger, consumer: w.consumerName, stopping: stopping.signal, giveUp: giveUp.signal, breakerPollMs,
+    retry: { maxAttempts: w.maxAttempts, backoff: { baseMs: w.retryBaseMs, maxMs: w.retryMaxMs, jitter: 0.25 }, maxRetryAfterMs: Math.max(w.retryMaxMs, 3_600_000) },
+  });
+
+  const blocking: RedisClient[] = [];
+  const streams = accounts.map((account) => new StreamOps({ redis, keys: accountKeys(config.prefix, account), group: w.group, consumer: w.consumerName, dedupeTtlSeconds: w.dedupeTtlSeconds }));
+  const consumers = streams.map((ops) => {
+    const connection = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:worker:read', logger, purpose: 'blocking' });
+    blocking.push(connection);
+    return new AccountConsumer({
+      ops, blocking: connection, deliverer, breaker, metrics, logger, stopping: stopping.signal, breakerPollMs,
+      settings: { group: w.group, consumer: w.consumerName, readBatchSize: w.readBatchSize, readBlockMs: w.readBlockMs, claimIdleMs: w.claimIdleMs, claimIntervalMs: w.claimIntervalMs },
+    });
+  });
+  const loops = consumers.map((c) => c.run());
+  logger.info({ consumer: w.consumerName, group: w.group, sink: sink.kind, accounts }, 'worker consuming');
+
+  let lastStats: StreamStats[] = [];
+  const refreshStats = async () => {
+    lastStats = await Promise.all(streams.map((ops) => readStreamStats(redis, ops.keys)));
+    const sum = (pick: (s: StreamStats) => number) => lastStats.reduce((n, s) => n + pick(s), 0);
+    const group = (s: StreamStats) => s.groups.find((g) => g.name === w.group);
+    metrics.streamLength.set(sum((s) => s.length));
+    metrics.dlqLength.set(sum((s) => s.dlqLength));
+    metrics.groupLag.set({ group: w.group }, sum((s) => group(s)?.lag ?? 0));
+    metrics.groupPending.set({ group: w.group }, sum((s) => group(s)?.pending ?? 0));
+  };
+  const statsTimer = setInterval(() => void refreshStats().catch((err: unknown) => logger.debug({ err }, 'stream statistics not read')), STATS_INTERVAL_MS);
+  statsTimer.unref();
+
+  return {
+    async ready() {
+      const reasons: string[] = [];
+      if (breaker.opened) reasons.push(`sink (${sink.kind}): circuit breaker open`);
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`sink (${sink.kind}) does not answer`)), SINK_CHECK_TIMEOUT_MS); });
+      try {
+        await Promise.race([sink.check(), timeout]);
+      } catch (err) {
+        reasons.push(`sink (${sink.kind}): ${(err as Error).message}`);
+      } finally {
+        clearTimeout(timer);
+      }
+      return { ready: reasons.length === 0, reasons };
+    },
+    async status() {
+      await refreshStats().catch(() => undefined);
+      return {
+        consumer: w.consumerName, group: w.group, sink: sink.kind, breaker: breakerStateName(breaker),
+        inFlight: limiter.inFlight, maxAttempts: w.maxAttempts, streams: lastStats,
+      };
+    },
+    heartbeat: () => ({ consumer: w.consumerName, group: w.group, sink: sink.kind, breaker: breakerStateName(breaker), inFlight: limiter.inFlight }),
+    async stop() {
+      stopping.abort();
+      clearInterval(statsTimer);
+      // A blocked XREADGROUP would hold the stop for up to READ_BLOCK_MS: cut it. Entries Redis
+      // handed over in that read stay pending and are claimed by another worker.
+      for (const connection of blocking) connection.disconnect();
+      const finished = Promise.allSettled(loops);
+      const inTime = await Promise.race([finished.then(() => true), sleep(config.shutdownTimeoutMs).then(() => false)]);
+      if (!inTime) {
+        logger.warn({ timeoutMs: config.shutdownTimeoutMs, inFlight: limiter.inFlight }, 'deliveries still under way at the shutdown timeout: leaving them pending for another worker');
+        giveUp.abort();
+        await finished;
+      }
+      breaker.shutdown();
+      await Promise.all([...blocking.map((c) => closeRedis(c, 200)), sink.close().catch((err: unknown) => logger.warn({ err }, 'sink did not close cleanly'))]);
+    },
+  };
+}

@@ -1,0 +1,118 @@
+// The worker daemon through its real interface (`mailstream worker` as a process) against a
+// private Redis: JSONL and webhook delivery, dedupe of delivered keys, the same Idempotency-Key
+// on redelivery, the signature header, and /ready.
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { accountKeys } from '../../src/core/keys.ts';
+import { startDaemon, type Daemon } from '../helpers/cli.ts';
+import { appendEmails, sampleEmail } from '../helpers/entries.ts';
+import { eventually, freePort } from '../helpers/ports.ts';
+import { killAllTracked } from '../helpers/processes.ts';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+
+const ACCOUNT = 'user@example.com';
+let redisServer: RedisServer;
+let redis: Redis;
+let dir: string;
+const daemons: Daemon[] = [];
+
+beforeAll(async () => {
+  redisServer = await startRedisServer();
+  redis = redisServer.client();
+  dir = mkdtempSync(join(tmpdir(), 'ms-worker-'));
+});
+
+afterAll(async () => {
+  await Promise.all(daemons.map((d) => d.stop()));
+  redis?.disconnect();
+  await redisServer?.destroy();
+  rmSync(dir, { recursive: true, force: true });
+  expect(await killAllTracked()).toBe(0);
+});
+
+async function worker(prefix: string, sinkUrl: string, extra: Record<string, string> = {}) {
+  const port = await freePort();
+  const daemon = startDaemon(['worker'], {
+    REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT, SINK_URL: sinkUrl,
+    HTTP_PORT: String(port), READ_BLOCK_MS: '200', RETRY_BASE_MS: '200', ...extra,
+  });
+  daemons.push(daemon);
+  await daemon.waitForLog((l) => l.msg === 'worker consuming', 'worker start');
+  return { daemon, port };
+}
+
+describe('worker', () => {
+  it('appends every email once to a JSONL file, and acknowledges without delivering a key already delivered', async () => {
+    const prefix = `t${randomBytes(4).toString('hex')}`;
+    const out = join(dir, `${prefix}.jsonl`);
+    const keys = await appendEmails(redis, prefix, ACCOUNT, 300);
+    const { daemon, port } = await worker(prefix, `file://${out}`);
+    const lines = () => readFileSync(out, 'utf8').split('\n').filter(Boolean);
+    await eventually(() => lines().length === 300, { what: '300 lines' });
+    expect(new Set(lines().map((l) => (JSON.parse(l) as { key: string }).key))).toEqual(new Set(keys));
+
+    // The same keys again (a producer re-sync): acknowledged, not written twice.
+    await appendEmails(redis, prefix, ACCOUNT, 20);
+    const k = accountKeys(prefix, ACCOUNT);
+    await eventually(() => lagIsZero(k.stream), { what: 'every entry read and acknowledged' });
+    await eventually(async () => (await metric(port, 'mailstream_emails_deduplicated_total')) === 20, { what: '20 deduplicated' });
+    expect(lines()).toHaveLength(300);
+    expect(await metric(port, 'mailstream_emails_delivered_total{sink="jsonl"}')).toBe(300);
+    const ready = await fetch(`http://127.0.0.1:${port}/ready`);
+    expect(ready.status).toBe(200);
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it('posts the email JSON as-is with its Idempotency-Key and a verifiable signature; a redelivery carries the same key', async () => {
+    const prefix = `t${randomBytes(4).toString('hex')}`;
+    const secret = 'whsec-test-secret-value';
+    const receiver: WebhookReceiver = await startWebhookReceiver((r) => (r.key.includes('msg-3@') && r.attempt === 1 ? { status: 503 } : { status: 204 }));
+    try {
+      const email = sampleEmail(ACCOUNT, 3);
+      const raw = JSON.stringify(email);
+      await redis.xadd(accountKeys(prefix, ACCOUNT).stream, '*', 'key', email.key, 'email', raw);
+      const { daemon } = await worker(prefix, receiver.url, { WEBHOOK_SECRET: secret });
+      await eventually(() => receiver.accepted.length === 1, { what: 'accepted after a retry' });
+      const attempts = receiver.attemptsOf(email.key);
+      expect(attempts).toHaveLength(2);
+      for (const a of attempts) {
+        expect(a.body).toBe(raw);
+        expect(a.headers['idempotency-key']).toBe(email.key);
+        const [t, v1] = String(a.headers['x-mailstream-signature']).split(',').map((p) => p.split('=')[1]);
+        expect(v1).toBe(createHmac('sha256', secret).update(`${t}.${a.body}`).digest('hex'));
+      }
+      expect(daemon.output()).not.toContain(secret);
+      expect(await daemon.stop()).toBe(0);
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it('is not ready while the sink does not answer', async () => {
+    const prefix = `t${randomBytes(4).toString('hex')}`;
+    const receiver = await startWebhookReceiver();
+    await receiver.down();
+    const { daemon, port } = await worker(prefix, receiver.url);
+    const res = await fetch(`http://127.0.0.1:${port}/ready`);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { reasons: string[] }).reasons.join(' ')).toMatch(/sink \(webhook\)/);
+    expect(await daemon.stop()).toBe(0);
+  });
+});
+
+async function lagIsZero(stream: string): Promise<boolean> {
+  const groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
+  const g = groups[0]!;
+  return Number(g[g.indexOf('lag') + 1]) === 0 && Number(g[g.indexOf('pending') + 1]) === 0;
+}
+
+async function metric(port: number, series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.split(' ')[1]) : Number.NaN;
+}
