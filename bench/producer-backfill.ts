@@ -1,0 +1,124 @@
+// Producer backfill: `mailstream producer` reading N mixed emails from a private Dovecot over TLS
+// into a private Redis, beside a plain sequential loop over the same mailbox (fetch a batch,
+// simpleParser each, XADD each) and mailparser alone on the same messages (the parse ceiling).
+// Also: Redis memory per 1,000 entries, and the producer's peak RSS with a 25 MB attachment.
+import { readFileSync } from 'node:fs';
+import { ImapFlow } from 'imapflow';
+import { simpleParser, type AddressObject } from 'mailparser';
+import { accountKeys } from '../src/core/keys.ts';
+import { contentHash, generateCorpus } from '../src/ops/local/sample-mail.ts';
+import { spawnDaemon, startLocalStack, type LocalStack } from '../src/ops/local/stack.ts';
+import { watchMemory, type MemorySample } from './proc-stats.ts';
+import { measure, type BenchResult } from './results.ts';
+
+export interface ProducerBenchOptions { emails: number; log(line: string): void }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const FETCH_BATCH = 500;
+
+interface ProducerRun { perSecond: number; memory: MemorySample; redisBytes: number }
+
+/** Runs the producer on one mailbox until the stream holds `expected` entries. */
+async function runProducer(stack: LocalStack, mailbox: string, prefix: string, expected: number): Promise<ProducerRun> {
+  const client = stack.redis!.client();
+  const stream = accountKeys(prefix, stack.user).stream;
+  const before = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1]);
+  const producer = await spawnDaemon('producer', { env: stack.producerEnv({ MAILSTREAM_PREFIX: prefix, IMAP_MAILBOXES: mailbox, LOG_LEVEL: 'warn' }) });
+  const memory = watchMemory(producer.handle.child.pid!, 20);
+  try {
+    let first = { at: 0, length: 0 };
+    for (;;) {
+      if (producer.handle.child.exitCode !== null) throw new Error(`producer exited: ${producer.handle.output().slice(-2000)}`);
+      const length = await client.xlen(stream);
+      if (!first.at && length > 0) first = { at: Date.now(), length };
+      if (length >= expected) {
+        const seconds = (Date.now() - first.at) / 1000;
+        const after = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1]);
+        return { perSecond: seconds > 0 ? (expected - first.length) / seconds : Number.NaN, memory: memory.stop(), redisBytes: after - before };
+      }
+      await sleep(10);
+    }
+  } finally {
+    await producer.stop();
+    client.disconnect();
+  }
+}
+
+const addresses = (a: AddressObject | AddressObject[] | undefined) => (Array.isArray(a) ? a : a ? [a] : []).flatMap((o) => o.value.map((v) => ({ name: v.name, address: v.address ?? '' })));
+
+/** What a straightforward first implementation does: one message at a time, one await per step. */
+async function sequentialLoop(stack: LocalStack, expected: number): Promise<number> {
+  const client = stack.redis!.client();
+  const stream = accountKeys('sequential', stack.user).stream;
+  const env = stack.producerEnv();
+  const imap = new ImapFlow({
+    host: '127.0.0.1', port: stack.dovecot.tlsPort, secure: true, logger: false,
+    tls: { ca: readFileSync(stack.dovecot.caFile), servername: 'localhost' },
+    auth: { user: stack.user, pass: env.IMAP_PASSWORD! },
+  });
+  await imap.connect();
+  try {
+    await imap.mailboxOpen('INBOX');
+    let started = 0;
+    let done = 0;
+    for (let from = 1; done < expected; from += FETCH_BATCH) {
+      const batch: Array<{ uid: number; source: Buffer }> = [];
+      for await (const m of imap.fetch(`${from}:${from + FETCH_BATCH - 1}`, { uid: true, source: true }, { uid: true })) batch.push({ uid: m.uid, source: m.source! });
+      if (batch.length === 0) break;
+      for (const { uid, source } of batch) {
+        const parsed = await simpleParser(source);
+        const email = {
+          v: 1, account: stack.user, mailbox: 'INBOX', uid, messageId: parsed.messageId ?? null,
+          envelope: { date: parsed.date?.toISOString() ?? null, subject: parsed.subject ?? null, from: addresses(parsed.from), to: addresses(parsed.to) },
+          text: parsed.text ?? null, html: parsed.html || null,
+          attachments: parsed.attachments.map((a) => ({ filename: a.filename ?? null, contentType: a.contentType, size: a.size, checksum: a.checksum })),
+          size: source.length, ingestedAt: new Date().toISOString(),
+        };
+        if (!started) started = Date.now();
+        await client.xadd(stream, '*', 'key', parsed.messageId ?? contentHash(source), 'email', JSON.stringify(email));
+        done += 1;
+      }
+    }
+    return done / ((Date.now() - started) / 1000);
+  } finally {
+    await imap.logout().catch(() => imap.close());
+    client.disconnect();
+  }
+}
+
+async function parseCeiling(raws: Buffer[]): Promise<number> {
+  const started = Date.now();
+  for (const raw of raws) await simpleParser(raw);
+  return raws.length / ((Date.now() - started) / 1000);
+}
+
+export async function benchProducer(options: ProducerBenchOptions): Promise<BenchResult[]> {
+  const { emails, log } = options;
+  const stack = await startLocalStack();
+  try {
+    const raws = generateCorpus(emails, { seed: 7, tag: 'bench' }).map((m) => m.raw);
+    stack.dovecot.seed(stack.user, 'INBOX', raws);
+    log(`producer: backfill of ${emails} mixed emails over TLS with mailstream producer`);
+    const ours = await runProducer(stack, 'INBOX', 'mailstream', emails);
+    log('producer: sequential loop (fetch batch, simpleParser each, XADD each)');
+    const sequential = await sequentialLoop(stack, emails);
+    log('producer: mailparser alone on the same messages');
+    const ceiling = await parseCeiling(raws);
+
+    log('producer: one 25 MB attachment among 20 ordinary emails');
+    const huge = [...generateCorpus(20, { seed: 9, tag: 'small' }), ...generateCorpus(1, { seed: 10, tag: 'huge', mix: { plain: 0, alternative: 0, attachment: 0, charset: 0, malformed: 0, 'no-message-id': 0, huge: 1 }, hugeBytes: 25 * 1024 * 1024 })];
+    stack.dovecot.seed(stack.user, 'Huge', huge.map((m) => m.raw));
+    const withHuge = await runProducer(stack, 'Huge', 'huge', huge.length);
+
+    const unit = 'emails/s';
+    return [
+      measure({ name: 'producer_backfill_vs_sequential_loop', value: ours.perSecond, unit, baseline: { name: 'sequential fetch/simpleParser/XADD loop', value: sequential }, target: { kind: 'ratio-at-least', ratio: 1.6 } }),
+      measure({ name: 'producer_backfill_vs_parse_ceiling', value: ours.perSecond, unit, baseline: { name: 'mailparser alone, one core', value: ceiling } }),
+      measure({ name: 'producer_redis_memory_per_1000_entries', value: (ours.redisBytes / emails) * 1000 / (1024 * 1024), unit: 'MB' }),
+      measure({ name: 'producer_peak_rss_backfill', value: ours.memory.peakRssMb, unit: 'MB' }),
+      measure({ name: 'producer_peak_rss_25mb_attachment', value: withHuge.memory.peakRssMb, unit: 'MB', target: { kind: 'below', value: 300 } }),
+    ];
+  } finally {
+    await stack.stop();
+  }
+}

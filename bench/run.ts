@@ -1,0 +1,44 @@
+// `npm run bench`: one run on this machine, every measurement beside its baseline from the same
+// run on the same messages. Prints a table and writes bench/results/<timestamp>.json and
+// bench/results/latest.json. `--quick` uses small numbers (for a smoke test of the bench itself);
+// `--only worker,producer,latency` runs some sections; `--results-dir DIR` writes elsewhere.
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { benchLatency } from './latency.ts';
+import { benchProducer } from './producer-backfill.ts';
+import { formatTable, writeResults, type BenchResult } from './results.ts';
+import { benchWorker } from './worker-throughput.ts';
+
+const SIZES = {
+  full: { workerEntries: 20_000, producerEmails: 10_000, latencyEmails: 200, latencyRate: 10 },
+  quick: { workerEntries: 500, producerEmails: 300, latencyEmails: 10, latencyRate: 5 },
+};
+const SECTIONS = ['worker', 'producer', 'latency'] as const;
+type Section = (typeof SECTIONS)[number];
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'results-dir': { type: 'string' } },
+  });
+  const size = values.quick ? SIZES.quick : SIZES.full;
+  const only = (values.only?.split(',').map((s) => s.trim()) ?? [...SECTIONS]) as Section[];
+  const unknown = only.filter((s) => !SECTIONS.includes(s));
+  if (unknown.length > 0) throw new Error(`unknown section ${unknown.join(', ')} (expected ${SECTIONS.join(', ')})`);
+  const dir = values['results-dir'] ?? fileURLToPath(new URL('./results/', import.meta.url));
+  const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+
+  const results: BenchResult[] = [];
+  if (only.includes('worker')) results.push(...await benchWorker({ entries: size.workerEntries, log }));
+  if (only.includes('producer')) results.push(...await benchProducer({ emails: size.producerEmails, log }));
+  if (only.includes('latency')) results.push(...await benchLatency({ emails: size.latencyEmails, perSecond: size.latencyRate, log }));
+
+  process.stdout.write(formatTable(results));
+  const path = writeResults(dir, results);
+  const missed = results.filter((r) => r.met === false).map((r) => r.name);
+  process.stdout.write(`\nwritten: ${path}\n${missed.length ? `targets missed: ${missed.join(', ')}` : 'every target met'}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});
