@@ -14,7 +14,8 @@ import type { Delivery, Sink } from './sinks/types.ts';
 
 export type SinkBreaker = Breaker<[Delivery[], AbortSignal], void>;
 
-type Attempt = { kind: 'delivered' } | { kind: 'failed'; err: unknown } | { kind: 'abandoned' };
+/** `failedAt`: the retry is timed from the failure itself, not from when the batch finished. */
+type Attempt = { kind: 'delivered' } | { kind: 'failed'; err: unknown; failedAt: number } | { kind: 'abandoned' };
 
 /** Codes of errors that mean the sink itself is unreachable, not that this email is at fault. */
 const SINK_UNAVAILABLE = /^ERR_(WEBHOOK_(CONNECTION|TIMEOUT|502|503|504)|POSTGRES|JSONL_WRITE)$/;
@@ -27,6 +28,8 @@ function failureKind(err: unknown): string {
   if (code === 'ERR_WEBHOOK_429') return 'rate_limited';
   return 'transient';
 }
+
+interface Failure { entry: StreamEntry; err: unknown; failedAt: number }
 
 export interface DelivererOptions {
   sink: Sink;
@@ -79,11 +82,11 @@ export class Deliverer {
     const results = await this.deliverAll(deliveries);
 
     const delivered: StreamEntry[] = [];
-    const failed: Array<{ entry: StreamEntry; err: unknown }> = [];
+    const failed: Failure[] = [];
     results.forEach((r, i) => {
       const entry = now[i]!;
       if (r.kind === 'delivered') delivered.push(entry);
-      else if (r.kind === 'failed') failed.push({ entry, err: r.err });
+      else if (r.kind === 'failed') failed.push({ entry, err: r.err, failedAt: r.failedAt });
     });
     await Promise.all([this.acknowledge(ops, delivered), this.handleFailures(ops, failed, previous)]);
     if (later.length > 0 && !this.o.stopping.aborted) await this.process(ops, later, fresh);
@@ -118,7 +121,7 @@ export class Deliverer {
         metrics.deliveryFailures.inc({ sink: sink.kind, kind: failureKind(err) }, items.length);
         // The sink is down, not the email at fault: keep it until the breaker lets calls through.
         if (breaker.opened && SINK_UNAVAILABLE.test(String((err as { code?: unknown }).code ?? ''))) continue;
-        return { kind: 'failed', err };
+        return { kind: 'failed', err, failedAt: Date.now() };
       } finally {
         metrics.inFlight.dec(items.length);
       }
@@ -134,10 +137,10 @@ export class Deliverer {
     for (const e of delivered) metrics.endToEndLatency.observe({ sink: sink.kind }, Math.max(0, now - appendedAtMs(e.id)) / 1000);
   }
 
-  private async handleFailures(ops: StreamOps, failed: Array<{ entry: StreamEntry; err: unknown }>, previous: Map<string, FailureRecord>): Promise<void> {
+  private async handleFailures(ops: StreamOps, failed: Failure[], previous: Map<string, FailureRecord>): Promise<void> {
     const { metrics, logger, sink } = this.o;
-    await Promise.all(failed.map(async ({ entry, err }) => {
-      const decision = decideAfterFailure(err, previous.get(entry.id), { now: Date.now(), consumer: this.o.consumer, settings: this.o.retry });
+    await Promise.all(failed.map(async ({ entry, err, failedAt }) => {
+      const decision = decideAfterFailure(err, previous.get(entry.id), { now: failedAt, consumer: this.o.consumer, settings: this.o.retry });
       const log = { entryId: entry.id, account: ops.keys.account, attempts: decision.record.attempts, error: decision.record.lastError };
       if (decision.kind === 'retry') {
         await ops.recordFailure(entry.id, decision.record, decision.dueAt);

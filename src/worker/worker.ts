@@ -26,7 +26,9 @@ export async function startWorker(ctx: DaemonContext, accounts: readonly string[
   // The breaker tries a sink that went down again after twice the first retry delay (1 s to 30 s).
   const resetTimeoutMs = Math.min(30_000, Math.max(1_000, 2 * w.retryBaseMs));
   const breaker: SinkBreaker = createBreaker('sink', (items: Delivery[], signal: AbortSignal) => sink.deliver(items, signal),
-    { metrics, logger }, { isNeutral: isPermanent, resetTimeoutMs });
+    // Judged over at least two rounds of concurrent calls, so a burst of a few failing emails
+    // among many good ones (10% of a batch failing at once) does not read as the sink being down.
+    { metrics, logger }, { isNeutral: isPermanent, resetTimeoutMs, volumeThreshold: Math.max(10, 2 * w.concurrency) });
   const breakerPollMs = Math.min(250, resetTimeoutMs);
 
   for (const reason of ['permanent', 'max-attempts']) metrics.emailsDeadLettered.inc({ reason }, 0);
