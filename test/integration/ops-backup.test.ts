@@ -7,10 +7,11 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, startDaemon } from '../helpers/cli.ts';
+import { eventually, freePort } from '../helpers/ports.ts';
 import { killAllTracked } from '../helpers/processes.ts';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
-import { captureState, fillState } from '../helpers/ops-state.ts';
+import { captureState, fillState, type FilledState } from '../helpers/ops-state.ts';
 
 const PREFIX = 'msbk';
 const ACCOUNT = 'alice@example.com';
@@ -40,9 +41,10 @@ function exportsIn(folder: string): string[] {
 describe('mailstream backup / restore', () => {
   let before: Awaited<ReturnType<typeof captureState>>;
   let file: string;
+  let filled: FilledState;
 
   it('writes a logical export and an RDB copy, and prunes beyond --keep', async () => {
-    await fillState(redis, PREFIX, ACCOUNT);
+    filled = await fillState(redis, PREFIX, ACCOUNT);
     before = await captureState(redis, PREFIX, ACCOUNT);
     expect(before.stream.groups.find((g) => g.name === 'workers')?.pending).toBe(8);
 
@@ -122,5 +124,29 @@ describe('mailstream backup / restore', () => {
     const result = await runCli(['restore', file, '--force'], env);
     expect(result.code).toBe(0);
     expect(await captureState(redis, PREFIX, ACCOUNT)).toEqual(before);
+  });
+
+  it('a worker started on the restored Redis claims the pending entries and delivers everything unacknowledged', async () => {
+    const out = join(dir, 'sink', 'emails.jsonl');
+    const worker = startDaemon(['worker'], {
+      ...env, IMAP_USER: ACCOUNT, SINK_URL: `file://${out}`, HTTP_PORT: String(await freePort()),
+      READ_BLOCK_MS: '200', CLAIM_IDLE_MS: '100', CLAIM_INTERVAL_MS: '100',
+    });
+    const stream = `${PREFIX}:{${ACCOUNT}}:emails`;
+    const expected = filled.entryIds.filter((id) => !filled.acked.includes(id)).map((id) => `msgid-${filled.entryIds.indexOf(id) + 1}@example.com`).sort();
+    expect(expected).toHaveLength(26);
+    const delivered = await eventually(() => {
+      let text = '';
+      try { text = readFileSync(out, 'utf8'); } catch { return undefined; }
+      const keys = [...new Set(text.trim().split('\n').map((l) => (JSON.parse(l) as { key: string }).key))].sort();
+      return keys.length >= expected.length ? keys : undefined;
+    }, { what: 'the unacknowledged entries in the sink' });
+    expect(delivered).toEqual(expected);
+    await eventually(async () => {
+      const groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
+      const workers = groups.map((g) => Object.fromEntries(g.flatMap((v, i) => (i % 2 === 0 ? [[v, g[i + 1]]] : [])))).find((g) => g.name === 'workers');
+      return workers?.pending === 0 && workers?.lag === 0;
+    }, { what: 'group workers with nothing pending or unread' });
+    expect(await worker.stop()).toBe(0);
   });
 });
