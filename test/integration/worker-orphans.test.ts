@@ -1,0 +1,68 @@
+// kill -9 of one of two workers in the middle of a batch: the survivor claims the dead one's
+// pending entries once they are idle past CLAIM_IDLE_MS, nothing is lost, and the dead consumer,
+// left with nothing pending, is removed from the group.
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { accountKeys } from '../../src/core/keys.ts';
+import { pairs } from '../../src/core/stream-stats.ts';
+import { startDaemon } from '../helpers/cli.ts';
+import { appendEmails } from '../helpers/entries.ts';
+import { eventually, freePort } from '../helpers/ports.ts';
+import { killAllTracked } from '../helpers/processes.ts';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+
+const ACCOUNT = 'user@example.com';
+const COUNT = 600;
+let redisServer: RedisServer;
+let redis: Redis;
+let receiver: WebhookReceiver;
+
+beforeAll(async () => {
+  redisServer = await startRedisServer();
+  redis = redisServer.client();
+  receiver = await startWebhookReceiver(() => ({ status: 200, delayMs: 20 }));
+});
+
+afterAll(async () => {
+  await receiver?.close();
+  redis?.disconnect();
+  await redisServer?.destroy();
+  expect(await killAllTracked()).toBe(0);
+});
+
+async function consumers(stream: string): Promise<Map<string, number>> {
+  const raw = (await redis.xinfo('CONSUMERS', stream, 'workers')) as unknown[];
+  return new Map(raw.map((c) => { const p = pairs(c); return [String(p.name), Number(p.pending)]; }));
+}
+
+it('the surviving worker claims the pending entries of a worker killed mid-batch; nothing is lost', async () => {
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const stream = accountKeys(prefix, ACCOUNT).stream;
+  const keys = await appendEmails(redis, prefix, ACCOUNT, COUNT);
+  const env = {
+    REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT, SINK_URL: receiver.url, READ_BLOCK_MS: '200',
+    READ_BATCH_SIZE: '50', WORKER_CONCURRENCY: '4', CLAIM_IDLE_MS: '1000', CLAIM_INTERVAL_MS: '300',
+  };
+  const victim = startDaemon(['worker'], { ...env, CONSUMER_NAME: 'victim', HTTP_PORT: String(await freePort()) });
+  const survivorPort = await freePort();
+  const survivor = startDaemon(['worker'], { ...env, CONSUMER_NAME: 'survivor', HTTP_PORT: String(survivorPort) });
+
+  // Kill the victim while it holds entries it has read but not acknowledged.
+  await eventually(async () => (await consumers(stream)).get('victim')! > 0 && receiver.accepted.length > 50, { intervalMs: 10, attempts: 3000, what: 'victim mid-batch' });
+  victim.tracked.child.kill('SIGKILL');
+  expect(await victim.tracked.exited).toBe('SIGKILL');
+  expect((await consumers(stream)).get('victim')).toBeGreaterThan(0);
+
+  await eventually(() => new Set(receiver.accepted).size === COUNT, { what: 'every key delivered' });
+  expect(new Set(receiver.accepted)).toEqual(new Set(keys));
+  await eventually(async () => (await redis.xpending(stream, 'workers'))[0] === 0, { what: 'nothing pending' });
+  await eventually(async () => !(await consumers(stream)).has('victim'), { what: 'dead consumer removed' });
+  expect([...(await consumers(stream)).keys()]).toEqual(['survivor']);
+
+  const metrics = await (await fetch(`http://127.0.0.1:${survivorPort}/metrics`)).text();
+  expect(Number(/^mailstream_orphans_claimed_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+  expect(metrics).toMatch(/^mailstream_consumers_removed_total 1$/m);
+  expect(await survivor.stop()).toBe(0);
+});
