@@ -9,7 +9,7 @@ import { ImapFlow } from 'imapflow';
 import { tailJsonl } from '../src/ops/jsonl-tail.ts';
 import { summarize } from '../src/ops/percentiles.ts';
 import { generateCorpus } from '../src/ops/local/sample-mail.ts';
-import { spawnDaemon, startLocalStack, type DaemonProcess, type LocalStack } from '../src/ops/local/stack.ts';
+import { spawnDaemon, startLocalStack, waitUntilReady, type DaemonProcess, type LocalStack } from '../src/ops/local/stack.ts';
 import { measure, type BenchResult } from './results.ts';
 
 export interface LatencyBenchOptions { emails: number; perSecond: number; log(line: string): void }
@@ -18,16 +18,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const POLL_MS = 1000;
 /** Bound on waiting for the last emails of a run (a stuck pipeline must not hang the bench). */
 const SETTLE_MS = 60_000;
-
-async function ready(daemon: DaemonProcess): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    const ok = await fetch(`${daemon.httpUrl}/ready`).then((r) => r.ok, () => false);
-    if (ok) return;
-    if (daemon.handle.child.exitCode !== null) throw new Error(`${daemon.role} exited: ${daemon.handle.output().slice(-2000)}`);
-    await sleep(100);
-  }
-  throw new Error(`${daemon.role} never became ready`);
-}
 
 /** Appends at a steady rate and returns append-to-sink seconds, one per email seen. */
 async function steadyRun(stack: LocalStack, sinkFile: string, options: LatencyBenchOptions, tag: string): Promise<number[]> {
@@ -78,7 +68,7 @@ export async function benchLatency(options: LatencyBenchOptions): Promise<BenchR
       const producerEnv: Record<string, string> = mode === 'idle' ? { IMAP_IDLE: 'true' } : { IMAP_IDLE: 'false', POLL_INTERVAL_MS: String(POLL_MS) };
       const producer = await spawnDaemon('producer', { env: stack.producerEnv({ ...producerEnv, LOG_LEVEL: 'warn' }) });
       daemons.push(producer);
-      await Promise.all([ready(worker), ready(producer)]);
+      await Promise.all([waitUntilReady(worker), waitUntilReady(producer)]);
       log(`latency: ${options.emails} emails at ${options.perSecond}/s, ${mode === 'idle' ? 'IDLE' : `polling every ${POLL_MS} ms`}`);
       const latencies = await steadyRun(stack, sinkFile, options, `latency-${mode}`);
       await producer.stop();

@@ -98,6 +98,16 @@ export interface SpawnDaemonOptions {
   detached?: boolean;
 }
 
+/** Waits until the daemon's /ready answers 200 (its Redis, IMAP or sink answer). */
+export async function waitUntilReady(daemon: DaemonProcess, attempts = 1200): Promise<void> {
+  for (let i = 0; i < attempts; i++) {
+    assertAlive([daemon]);
+    if (await fetch(`${daemon.httpUrl}/ready`).then((r) => r.ok, () => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new MailstreamError('ERR_LOCAL_DAEMON', `mailstream ${daemon.role} did not become ready; ${daemon.logFile ? `see ${daemon.logFile}` : 'no log kept'}`);
+}
+
 /** Runs `mailstream <role>` as a child process with its HTTP listener on a free port. */
 export async function spawnDaemon(role: 'producer' | 'worker', options: SpawnDaemonOptions): Promise<DaemonProcess> {
   const spawn = options.spawn ?? spawnChild;
