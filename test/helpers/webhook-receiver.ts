@@ -32,6 +32,7 @@ export async function startWebhookReceiver(respond: (req: ReceivedRequest) => Re
   const counts = new Map<string, number>();
   let server: Server | undefined;
   let port = 0;
+  const delayed = new Set<NodeJS.Timeout>();
   const receiver: WebhookReceiver = {
     url: '',
     port: 0,
@@ -56,7 +57,9 @@ export async function startWebhookReceiver(respond: (req: ReceivedRequest) => Re
             res.writeHead(status, { 'content-type': 'text/plain', ...reply.headers });
             res.end(reply.body ?? '');
           };
-          if (reply.delayMs) setTimeout(send, reply.delayMs); else send();
+          if (!reply.delayMs) return send();
+          const timer = setTimeout(() => { delayed.delete(timer); send(); }, reply.delayMs);
+          delayed.add(timer);
         });
       });
       await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', resolve));
@@ -67,6 +70,8 @@ export async function startWebhookReceiver(respond: (req: ReceivedRequest) => Re
     async down() {
       const s = server;
       server = undefined;
+      for (const timer of delayed) clearTimeout(timer);
+      delayed.clear();
       if (!s) return;
       await new Promise<void>((resolve) => { s.close(() => resolve()); s.closeAllConnections(); });
     },
