@@ -79,13 +79,16 @@ export async function readMailboxes(redis: RedisClient, prefix: string, account:
   for (const mailbox of [...names].sort()) {
     const h = await redis.hgetall(keys.mailbox(mailbox));
     const raw = statuses[mailbox];
+    const status = raw === undefined ? null : parseJson(raw);
+    // The producer keeps the poll time in its status record; older state has it in the hash.
+    const polled = h.lastPollAt ?? (status?.lastPollAt === null || status?.lastPollAt === undefined ? undefined : String(status.lastPollAt));
     out.push({
       mailbox,
       uidValidity: h.uidValidity ?? null,
       lastUid: toNumber(h.lastUid),
       lastInternalDate: asIso(h.lastInternalDate),
-      lastPollAt: asIso(h.lastPollAt),
-      status: raw === undefined ? null : parseJson(raw),
+      lastPollAt: asIso(polled),
+      status,
     });
   }
   return out;
@@ -102,9 +105,12 @@ export async function readProcesses(redis: RedisClient, prefix: string, now = Da
   return out.sort((a, b) => a.role.localeCompare(b.role) || a.id.localeCompare(b.id));
 }
 
-/** Breakers as a heartbeat reports them: `{name: state}` or `[{name, state}]`. */
+/**
+ * Breakers as a heartbeat reports them: `breakers` as `{name: state}` or `[{name, state}]`, or a
+ * worker's single sink breaker as `breaker: state`.
+ */
 export function breakersOf(record: ProcessRecord): BreakerStatus[] {
-  const reported = record.breakers;
+  const reported = record.breakers ?? (typeof record.breaker === 'string' ? { sink: record.breaker } : undefined);
   const entries: [string, string][] = Array.isArray(reported)
     ? reported.flatMap((b: { name?: unknown; breaker?: unknown; state?: unknown }) => [[String(b.name ?? b.breaker), String(b.state)] as [string, string]])
     : reported && typeof reported === 'object'

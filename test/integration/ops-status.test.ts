@@ -25,6 +25,11 @@ beforeAll(async () => {
     heartbeatAt: new Date().toISOString(), intervalMs: 60_000, httpUrl: 'http://127.0.0.1:9464',
     breakers: { 'imap:INBOX': 'open', redis: 'closed' },
   }));
+  // A worker reports its one sink breaker as `breaker`.
+  await redis.hset(globalKeys(PREFIX).processes, 'worker-live', JSON.stringify({
+    id: 'worker-live', role: 'worker', pid: 4343, host: 'mail1', startedAt: new Date().toISOString(),
+    heartbeatAt: new Date().toISOString(), intervalMs: 60_000, consumer: 'mail1-1', group: 'workers', sink: 'webhook', breaker: 'half-open',
+  }));
 });
 
 afterAll(async () => {
@@ -49,10 +54,11 @@ describe('mailstream status', () => {
     expect(alice.mailboxes.map((m) => m.mailbox)).toEqual(['Archive', 'INBOX']);
     expect(alice.mailboxes[1]).toMatchObject({ uidValidity: '1700', lastUid: 30, lastInternalDate: '2026-01-01T00:30:00.000Z', status: { state: 'idle' } });
     expect(Date.parse(alice.mailboxes[1]!.lastPollAt!)).toBeGreaterThan(Date.parse('2026-01-01'));
-    expect(report.processes.map((p) => [p.id, p.alive])).toEqual([['producer-live', true], ['worker-gone', false]]);
+    expect(report.processes.map((p) => [p.id, p.alive])).toEqual([['producer-live', true], ['worker-gone', false], ['worker-live', true]]);
     expect(report.breakers).toEqual([
       { process: 'producer-live', role: 'producer', breaker: 'imap:INBOX', state: 'open' },
       { process: 'producer-live', role: 'producer', breaker: 'redis', state: 'closed' },
+      { process: 'worker-live', role: 'worker', breaker: 'sink', state: 'half-open' },
     ]);
   });
 
