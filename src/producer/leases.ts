@@ -160,22 +160,28 @@ export class LeaseManager {
     }
     let room = share - keeping.length;
     if (room <= 0) return;
-    // Start at a random place so producers that look at the same moment do not race for the same keys.
+    // Start at a random place so producers that look at the same moment do not race for the same
+    // keys; ask for `room` free mailboxes at a time, in one round trip.
     const offset = Math.floor(Math.random() * mailboxes.length);
-    for (let i = 0; i < mailboxes.length && room > 0 && !this.#stopped; i++) {
-      const ref = mailboxes[(offset + i) % mailboxes.length]!;
-      if (this.#held.has(refId(ref))) continue;
-      const keys = accountKeys(prefix, ref.account);
+    const candidates = mailboxes.map((_, i) => mailboxes[(offset + i) % mailboxes.length]!).filter((ref) => !this.#held.has(refId(ref)));
+    while (room > 0 && candidates.length > 0 && !this.#stopped) {
+      const tries = candidates.splice(0, room);
       const sentAt = Date.now();
       // A lease won by a call that timed out is unknown to us and simply expires.
-      const token = await within(redis.acquireLease(keys.lease(ref.mailbox), keys.fence, producerId, ttlMs), ttlMs);
-      if (token === null) continue;
-      const lease: HeldLease = { ...ref, token, acquiredAt: sentAt };
-      this.#held.set(refId(ref), { lease, renewedAt: sentAt, releasing: false, renewing: false });
-      room--;
-      this.#count(ref.account, 'acquired');
-      this.#o.logger.info({ account: ref.account, mailbox: ref.mailbox, token, producers: this.#producers, share }, 'lease acquired');
-      this.#o.handlers.acquired(lease);
+      const tokens = await Promise.all(tries.map((ref) => {
+        const keys = accountKeys(prefix, ref.account);
+        return within(redis.acquireLease(keys.lease(ref.mailbox), keys.fence, producerId, ttlMs), ttlMs).catch(() => null);
+      }));
+      tries.forEach((ref, i) => {
+        const token = tokens[i];
+        if (!token) return;
+        const lease: HeldLease = { ...ref, token, acquiredAt: sentAt };
+        this.#held.set(refId(ref), { lease, renewedAt: sentAt, releasing: false, renewing: false });
+        room--;
+        this.#count(ref.account, 'acquired');
+        this.#o.logger.info({ account: ref.account, mailbox: ref.mailbox, lease: token, producers: this.#producers, share }, 'lease acquired');
+        this.#o.handlers.acquired(lease);
+      });
     }
   }
 
@@ -191,7 +197,7 @@ export class LeaseManager {
     if (this.#held.get(refId(lease)) !== slot) return;
     this.#held.delete(refId(lease));
     this.#count(lease.account, 'released');
-    this.#o.logger.info({ account: lease.account, mailbox: lease.mailbox, token: lease.token }, 'lease released');
+    this.#o.logger.info({ account: lease.account, mailbox: lease.mailbox, lease: lease.token }, 'lease released');
   }
 
   async #drop(slot: Slot, reason: 'lost'): Promise<void> {
@@ -199,7 +205,7 @@ export class LeaseManager {
     if (this.#held.get(refId(lease)) !== slot) return;
     this.#held.delete(refId(lease));
     this.#count(lease.account, reason);
-    this.#o.logger.warn({ account: lease.account, mailbox: lease.mailbox, token: lease.token }, 'lease lost: another producer holds the mailbox now');
+    this.#o.logger.warn({ account: lease.account, mailbox: lease.mailbox, lease: lease.token }, 'lease lost: another producer holds the mailbox now');
     // A release in progress is already stopping the runner.
     if (!slot.releasing) await this.#o.handlers.stop(lease, reason);
   }

@@ -7,7 +7,9 @@ import { accountKeys, globalKeys } from '../../src/core/keys.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import { createMetrics } from '../../src/core/metrics.ts';
 import { closeRedis, createRedis, type RedisClient } from '../../src/core/redis.ts';
+import { LeaseLostError } from '../../src/core/errors.ts';
 import { fairShare, LeaseManager, type HeldLease, type MailboxRef } from '../../src/producer/leases.ts';
+import { createStreamAppender } from '../../src/producer/stream-append.ts';
 import { eventually } from '../helpers/ports.ts';
 import { killAllTracked } from '../helpers/processes.ts';
 import { startTestRedis, type TestRedis } from '../helpers/test-redis.ts';
@@ -87,7 +89,7 @@ describe('mailbox leases', () => {
     // A graceful stop hands its mailboxes over at once (no waiting for expiry).
     await c.stop();
     await eventually(() => a.held().length === 10 && b.held().length === 10, { what: 'a 10/10 split' });
-    expect(await check.zrange(globalKeys(prefix).producers, '0', '-1')).toEqual(['a', 'b']);
+    expect((await check.zrange(globalKeys(prefix).producers, '0', '-1')).sort()).toEqual(['a', 'b']);
     await Promise.all([a.stop(), b.stop()]);
     expect(tracker.overlaps).toBe(0);
     expect(tracker.polled()).toBe(0);
@@ -134,5 +136,26 @@ describe('mailbox leases', () => {
     expect(await client.get(keys.fence)).toBe('1');
     expect(await client.releaseLease(keys.lease('INBOX'), first!)).toBe(1);
     expect(await client.acquireLease(keys.lease('INBOX'), keys.fence, 'p2', 10_000)).toBe('2:p2');
+  });
+
+  it('the append script refuses a former holder\'s token: nothing is appended, the mailbox state stays', async () => {
+    const prefix = `t${randomBytes(4).toString('hex')}`;
+    const keys = accountKeys(prefix, 'fenced@example.com');
+    const client = connect();
+    const stale = (await client.acquireLease(keys.lease('INBOX'), keys.fence, 'paused', 10_000))!;
+    // The paused holder's lease expires and another producer wins it.
+    await client.del(keys.lease('INBOX'));
+    const current = (await client.acquireLease(keys.lease('INBOX'), keys.fence, 'active', 10_000))!;
+    const appender = createStreamAppender(client, keys, { retentionMs: 86_400_000 });
+    const batch = (key: string, uid: number, fencingToken: string) => ({
+      mailbox: 'INBOX', uidValidity: '7', lastUid: uid, fencingToken,
+      entries: [{ uid, key, email: JSON.stringify({ v: 1, key }), internalDateMs: 0, parseError: false }],
+    });
+    await expect(appender.append(batch('<late@example.com>', 1, stale))).rejects.toBeInstanceOf(LeaseLostError);
+    expect(await client.xlen(keys.stream)).toBe(0);
+    expect(await client.hget(keys.mailbox('INBOX'), 'lastUid')).toBeNull();
+
+    expect(await appender.append(batch('<fresh@example.com>', 1, current))).toEqual({ appended: 1, skipped: 0 });
+    expect(await client.xlen(keys.stream)).toBe(1);
   });
 });
