@@ -87,10 +87,11 @@ export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: Op
   const query = { uid: true, flags: true, internalDate: true, size: true, source: true, ...(gmail ? { threadId: true, labels: true } : {}) };
   const labels = { mailbox: box.path };
   let appending: Promise<void> | undefined;
+  let inFlight = 0;
 
   for (const batch of cutBatches(listed, ctx.settings.fetchBatchSize, BATCH_BYTES)) {
     if (progress.signal.aborted) break;
-    await ctx.gate?.waitForRoom(box.path, progress.signal, progress.onPause);
+    await ctx.gate?.waitForRoom(box.path, inFlight + batch.length, progress.signal, progress.onPause);
     if (progress.signal.aborted) break;
     const endFetch = ctx.metrics.fetchDuration.startTimer(labels);
     const parsing: Array<Promise<PreparedEntry>> = [];
@@ -107,6 +108,7 @@ export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: Op
     // Appends stay in UID order: the previous batch is written before this one.
     if (appending) await appending;
     const batchLastUid = batch[batch.length - 1]!.uid;
+    inFlight = parsing.length;
     appending = Promise.all(parsing).then(async (entries) => {
       entries.sort((a, b) => a.uid - b.uid);
       const endAppend = ctx.metrics.appendDuration.startTimer(labels);
@@ -119,6 +121,7 @@ export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: Op
       result.appended += done.appended;
       result.skipped += done.skipped;
       result.lastUid = batchLastUid;
+      inFlight = 0;
       progress.onBatch(batchLastUid, done.appended);
     });
     // Observed at once so a failure while the next batch is fetched is not an unhandled rejection.

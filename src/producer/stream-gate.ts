@@ -17,18 +17,20 @@ const RECHECK_MS = 500;
 const TRIM_CHUNK = 10_000;
 
 export interface StreamGate {
-  /** Resolves when there is room for another batch (or the signal aborts). */
-  waitForRoom(mailbox: string, signal: AbortSignal, onPause?: (reason: PauseReason | null) => void): Promise<void>;
+  /** Resolves when there is room for `incoming` more entries (or the signal aborts). */
+  waitForRoom(mailbox: string, incoming: number, signal: AbortSignal, onPause?: (reason: PauseReason | null) => void): Promise<void>;
 }
 
 export function createStreamGate(deps: { redis: RedisClient; keys: AccountKeys; metrics: Metrics; logger: Logger; maxLen: number; maxLag: number }): StreamGate {
   const { redis, keys, metrics, logger } = deps;
   for (const reason of ['stream-full', 'consumer-lag'] as const) metrics.backpressurePauses.inc({ reason }, 0);
 
-  const blocked = async (): Promise<{ reason: PauseReason; detail: Record<string, unknown> } | null> => {
-    const [removed, length] = await redis.trimStream(keys.stream, deps.maxLen, TRIM_CHUNK);
+  const blocked = async (incoming: number): Promise<{ reason: PauseReason; detail: Record<string, unknown> } | null> => {
+    // Room for what is about to be appended keeps the stream at or under STREAM_MAX_LEN.
+    const target = Math.max(0, deps.maxLen - incoming);
+    const [removed, length] = await redis.trimStream(keys.stream, target, TRIM_CHUNK);
     if (removed > 0) metrics.streamTrimmed.inc(removed);
-    if (length >= deps.maxLen) return { reason: 'stream-full', detail: { length, maxLen: deps.maxLen } };
+    if (length > target) return { reason: 'stream-full', detail: { length, maxLen: deps.maxLen } };
     const stats = await readStreamStats(redis, keys);
     const lagging = stats.groups.find((g) => g.lag !== null && g.lag > deps.maxLag);
     if (lagging) return { reason: 'consumer-lag', detail: { group: lagging.name, lag: lagging.lag, maxLag: deps.maxLag } };
@@ -36,10 +38,10 @@ export function createStreamGate(deps: { redis: RedisClient; keys: AccountKeys; 
   };
 
   return {
-    async waitForRoom(mailbox, signal, onPause) {
+    async waitForRoom(mailbox, incoming, signal, onPause) {
       let pausedFor: PauseReason | null = null;
       while (!signal.aborted) {
-        const block = await blocked();
+        const block = await blocked(incoming);
         if (block === null) break;
         if (block.reason !== pausedFor) {
           if (pausedFor) metrics.producerPaused.set({ mailbox, reason: pausedFor }, 0);
