@@ -3,14 +3,25 @@ import type { Command } from 'commander';
 import { ConfigError, UsageError } from '../core/errors.ts';
 import { action, commandContext, ExitRequest } from './run-command.ts';
 
+/** The account named by --account, else the only one configured (IMAP_USER or a one-entry accounts file). */
+function pickAccount(accounts: readonly string[], chosen: string | undefined): string {
+  if (chosen !== undefined) {
+    if (accounts.length > 0 && !accounts.includes(chosen)) throw new UsageError(`--account ${chosen} is not configured (configured: ${accounts.join(', ')})`);
+    return chosen;
+  }
+  if (accounts.length === 1) return accounts[0]!;
+  if (accounts.length === 0) throw new ConfigError('IMAP_USER', 'required for dlq (the account whose dead letters to handle), or pass --account');
+  throw new UsageError(`several accounts are configured: pass --account (one of ${accounts.join(', ')})`);
+}
+
 async function open(command: Command) {
   const { config } = commandContext(command, 'admin');
-  if (!config.imap.user) throw new ConfigError('IMAP_USER', 'required for dlq (the account whose dead letters to handle)');
+  const account = pickAccount(config.accounts.map((a) => a.id), command.parent?.opts<{ account?: string }>().account);
   const [{ createRedis, closeRedis }, { accountKeys }, dl] = await Promise.all([
     import('../core/redis.ts'), import('../core/keys.ts'), import('../worker/dead-letters.ts'),
   ]);
   const redis = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:dlq', maxRetriesPerRequest: 2 });
-  return { redis, keys: accountKeys(config.prefix, config.imap.user), dl, close: () => closeRedis(redis) };
+  return { redis, keys: accountKeys(config.prefix, account), dl, close: () => closeRedis(redis) };
 }
 
 function excerpt(text: string, max: number): string {
@@ -19,7 +30,8 @@ function excerpt(text: string, max: number): string {
 }
 
 export function registerDlq(program: Command): void {
-  const dlq = program.command('dlq').description('dead letters: emails no sink accepted');
+  const dlq = program.command('dlq').description('dead letters: emails no sink accepted')
+    .option('--account <id>', 'the account whose DLQ to use (default: the only one configured)');
 
   dlq.command('list').description('list dead letters, newest first')
     .option('--json', 'print JSON')

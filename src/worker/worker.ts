@@ -18,8 +18,8 @@ import { StreamOps } from './stream-ops.ts';
 const SINK_CHECK_TIMEOUT_MS = 1_500;
 const STATS_INTERVAL_MS = 5_000;
 
-/** Accounts default to IMAP_USER's; a deployment with an accounts file passes its list. */
-export async function startWorker(ctx: DaemonContext, accounts: readonly string[] = [ctx.config.imap.user]): Promise<RoleParts> {
+/** One read loop per account: the accounts file's, or the one IMAP_USER names. */
+export async function startWorker(ctx: DaemonContext, accounts: readonly string[] = ctx.config.accounts.map((a) => a.id)): Promise<RoleParts> {
   const { config, logger, metrics, redis } = ctx;
   const w = config.worker;
   const sink = await createSink(w);

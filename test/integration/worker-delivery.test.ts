@@ -2,13 +2,13 @@
 // private Redis: JSONL and webhook delivery, dedupe of delivered keys, the same Idempotency-Key
 // on redelivery, the signature header, and /ready.
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountKeys } from '../../src/core/keys.ts';
-import { startDaemon, type Daemon } from '../helpers/cli.ts';
+import { runCli, startDaemon, type Daemon } from '../helpers/cli.ts';
 import { appendEmails, sampleEmail } from '../helpers/entries.ts';
 import { eventually, freePort } from '../helpers/ports.ts';
 import { killAllTracked } from '../helpers/processes.ts';
@@ -91,6 +91,27 @@ describe('worker', () => {
     } finally {
       await receiver.close();
     }
+  });
+
+  it('consumes the stream of every account in ACCOUNTS_FILE in one process, and dlq picks one with --account', async () => {
+    const prefix = `t${randomBytes(4).toString('hex')}`;
+    const out = join(dir, `${prefix}.jsonl`);
+    const file = join(dir, `${prefix}-accounts.json`);
+    writeFileSync(file, JSON.stringify({ accounts: [{ user: 'a@example.com' }, { user: 'b@example.com' }] }));
+    await appendEmails(redis, prefix, 'a@example.com', 30);
+    await appendEmails(redis, prefix, 'b@example.com', 20, 100);
+    await redis.xadd(accountKeys(prefix, 'b@example.com').dlq, '*', 'key', 'k', 'email', '{}', 'reason', 'permanent');
+    const { daemon } = await worker(prefix, `file://${out}`, { ACCOUNTS_FILE: file, IMAP_USER: '' });
+    const accounts = () => readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { account: string }).account);
+    await eventually(() => accounts().length === 50, { what: '50 lines' });
+    expect(accounts().filter((a) => a === 'a@example.com')).toHaveLength(30);
+    expect(await daemon.stop()).toBe(0);
+
+    const env = { REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, ACCOUNTS_FILE: file };
+    expect((await runCli(['dlq', 'list'], env)).code).toBe(2);
+    const list = await runCli(['dlq', '--account', 'b@example.com', 'list', '--json'], env);
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout)).toHaveLength(1);
   });
 
   it('is not ready while the sink does not answer', async () => {

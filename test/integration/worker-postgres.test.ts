@@ -55,8 +55,8 @@ it('two workers deliver 5,000 entries to PostgreSQL, every key exactly once', as
     account: ACCOUNT, mailbox: 'INBOX', message_id: keys[5], from_address: 'sender5@example.org',
     to_addresses: [ACCOUNT, 'other@example.net'], subject: 'Message 5', attachment_count: 1,
   });
-  expect(sample.rows[0].sent_at).toBeInstanceOf(Date);
-  expect((sample.rows[0].email as { key: string }).key).toBe(keys[5]);
+  expect(sample.rows[0]!.sent_at).toBeInstanceOf(Date);
+  expect((sample.rows[0]!.email as { key: string }).key).toBe(keys[5]);
   const migrations = await db.query('SELECT version, name FROM mailstream_migrations');
   expect(migrations.rows).toEqual([{ version: 1, name: '001_emails.sql' }]);
 
