@@ -6,7 +6,11 @@ export function registerWorker(program: Command): void {
     .description('run one worker daemon: Redis stream -> sink (SINK_URL), until SIGTERM/SIGINT')
     .action(action(async (_opts: object, command: Command) => {
       const { config, logger } = commandContext(command, 'worker');
-      const [{ runDaemon }, { startWorker }] = await Promise.all([import('../core/daemon.ts'), import('../worker/worker.ts')]);
-      await runDaemon({ role: 'worker', config, logger, handleSignals: true, start: (ctx) => startWorker(ctx) });
+      const [{ runDaemon }, { startWorker }, { createSink }] = await Promise.all([
+        import('../core/daemon.ts'), import('../worker/worker.ts'), import('../worker/sinks/index.ts'),
+      ]);
+      // A sink that cannot be set up (a module that does not load) stops start-up before any connection opens.
+      const sink = await createSink(config.worker);
+      await runDaemon({ role: 'worker', config, logger, handleSignals: true, start: (ctx) => startWorker(ctx, { sink }) });
     }));
 }

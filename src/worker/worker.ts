@@ -11,18 +11,24 @@ import { readStreamStats, type StreamStats } from '../core/stream-stats.ts';
 import { AccountConsumer } from './consumer.ts';
 import { Deliverer, type SinkBreaker } from './deliver.ts';
 import { Limiter } from './limiter.ts';
-import { createSink } from './sinks/index.ts';
-import type { Delivery } from './sinks/types.ts';
+import type { Delivery, Sink } from './sinks/types.ts';
 import { StreamOps } from './stream-ops.ts';
 
 const SINK_CHECK_TIMEOUT_MS = 1_500;
 const STATS_INTERVAL_MS = 5_000;
 
-/** One read loop per account: the accounts file's, or the one IMAP_USER names. */
-export async function startWorker(ctx: DaemonContext, accounts: readonly string[] = ctx.config.accounts.map((a) => a.id)): Promise<RoleParts> {
+export interface WorkerOptions {
+  /** Made (and checked) before the daemon opens anything: see createSink. */
+  sink: Sink;
+  /** One read loop per account; default the accounts file's, or the one IMAP_USER names. */
+  accounts?: readonly string[];
+}
+
+export async function startWorker(ctx: DaemonContext, options: WorkerOptions): Promise<RoleParts> {
   const { config, logger, metrics, redis } = ctx;
   const w = config.worker;
-  const sink = await createSink(w);
+  const { sink } = options;
+  const accounts = options.accounts ?? config.accounts.map((a) => a.id);
   // The breaker tries a sink that went down again after twice the first retry delay (1 s to 30 s).
   const resetTimeoutMs = Math.min(30_000, Math.max(1_000, 2 * w.retryBaseMs));
   const breaker: SinkBreaker = createBreaker('sink', (items: Delivery[], signal: AbortSignal) => sink.deliver(items, signal),
