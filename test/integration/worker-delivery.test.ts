@@ -114,6 +114,24 @@ describe('worker', () => {
     expect(JSON.parse(list.stdout)).toHaveLength(1);
   });
 
+  it('keeps a dedupe marker per delivered key, small whatever the key, expiring after DEDUPE_TTL_SECONDS', async () => {
+    const prefix = `t${randomBytes(4).toString('hex')}`;
+    const k = accountKeys(prefix, ACCOUNT);
+    const long = `<${'x'.repeat(2000)}@example.com>`;
+    for (const key of ['<short@example.com>', long]) await redis.xadd(k.stream, '*', 'key', key, 'email', JSON.stringify(sampleEmail(ACCOUNT, 1, key)));
+    const { daemon } = await worker(prefix, `file://${join(dir, `${prefix}.jsonl`)}`, { DEDUPE_TTL_SECONDS: '600' });
+    await eventually(() => lagIsZero(k.stream), { what: 'both delivered' });
+    const markers = await redis.keys(`${prefix}:{${ACCOUNT}}:delivered:*`);
+    expect(markers).toHaveLength(2);
+    for (const marker of markers) {
+      expect(Number(await redis.memory('USAGE', marker))).toBeLessThan(150);
+      const ttl = await redis.ttl(marker);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(600);
+    }
+    expect(await daemon.stop()).toBe(0);
+  });
+
   it('is not ready while the sink does not answer', async () => {
     const prefix = `t${randomBytes(4).toString('hex')}`;
     const receiver = await startWebhookReceiver();
