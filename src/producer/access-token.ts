@@ -8,6 +8,9 @@ import type { Metrics } from '../core/metrics.ts';
 import type { AccountAuth } from './account.ts';
 import { readTokenFile, writeTokenFile } from './token-file.ts';
 
+/** Renewal lead time; google-auth-library would refresh on its own within 5 minutes of expiry. */
+const RENEW_BEFORE_EXPIRY_MS = 5 * 60_000;
+
 export interface AccessTokenSource {
   /** A valid access token; `force` skips the cache (after the server refused the cached one). */
   get(options?: { force?: boolean }): Promise<string>;
@@ -63,6 +66,18 @@ export function createAccessTokenSource(auth: Exclude<AccountAuth, { kind: 'pass
 
   const client = oauth2Client(auth);
   let loaded = false;
+  let renewal: NodeJS.Timeout | undefined;
+  // Renew ahead of expiry, so the token file stays current and a reconnect never waits on it.
+  const scheduleRenewal = () => {
+    clearTimeout(renewal);
+    const expiry = client.credentials.expiry_date;
+    if (!expiry) return;
+    renewal = setTimeout(() => {
+      client.setCredentials({ ...client.credentials, access_token: null, expiry_date: null });
+      client.getAccessToken().then(scheduleRenewal, (err: unknown) => deps.logger.warn({ err: describe(err) }, 'early access-token renewal failed; the next login retries'));
+    }, Math.max(1_000, expiry - Date.now() - RENEW_BEFORE_EXPIRY_MS));
+    renewal.unref();
+  };
   const load = () => {
     if (loaded) return;
     const stored = readTokenFile(auth.tokenFile);
@@ -86,6 +101,7 @@ export function createAccessTokenSource(auth: Exclude<AccountAuth, { kind: 'pass
       try {
         const { token } = await client.getAccessToken();
         if (!token) throw new Error('the token endpoint returned no access token');
+        scheduleRenewal();
         return token;
       } catch (err) {
         if (isRefused(err)) {

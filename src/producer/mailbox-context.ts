@@ -33,6 +33,8 @@ export interface AccountContext {
   metrics: Metrics;
   pool: ParsePool;
   appender: Appender;
+  /** The breaker around appends (absent when the appender is not Redis, as in dry-run). */
+  appendBreaker: { readonly opened: boolean } | undefined;
   tokens: AccessTokenSource | undefined;
   /** Absent in dry-run: nothing is written, so nothing fills up. */
   gate: StreamGate | undefined;

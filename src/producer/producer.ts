@@ -1,6 +1,7 @@
 // The producer role: one account context, one runner per mailbox, readiness and status from the
 // runners. runDaemon (src/core/daemon.ts) supplies metrics, Redis, HTTP, heartbeat and shutdown.
-import { ConfigError } from '../core/errors.ts';
+import { createBreaker, type Breaker } from '../core/breaker.ts';
+import { ConfigError, LeaseLostError, StaleUidValidityError } from '../core/errors.ts';
 import type { DaemonContext, RoleParts } from '../core/daemon.ts';
 import { accountKeys, globalKeys } from '../core/keys.ts';
 import type { Logger } from '../core/logger.ts';
@@ -13,7 +14,9 @@ import { createFaultInjector } from './fault-injection.ts';
 import type { AccountContext } from './mailbox-context.ts';
 import { createImapBreaker, createMailboxRunner, type MailboxRunner, type RunnerOptions } from './mailbox-runner.ts';
 import { createParsePool, parseThreadCount, type ParsePool } from './parse-pool.ts';
-import { createStreamAppender, type Appender } from './stream-append.ts';
+import { createStreamAppender, type Appender, type AppendResult, type BatchAppend } from './stream-append.ts';
+
+const APPEND_TIMEOUT_MS = 15_000;
 import { createStreamGate } from './stream-gate.ts';
 
 export function syncSettings(config: Readonly<Config>): AccountContext['settings'] {
@@ -32,6 +35,12 @@ export function syncSettings(config: Readonly<Config>): AccountContext['settings
   };
 }
 
+/** Appends time out and trip a breaker while Redis is away; a late append is harmless (idempotent). */
+function appendBreaker(inner: Appender, deps: { metrics: Metrics; logger: Logger }): Breaker<[BatchAppend], AppendResult> {
+  return createBreaker('redis', (batch: BatchAppend) => inner.append(batch), deps,
+    { timeoutMs: APPEND_TIMEOUT_MS, isNeutral: (err) => err instanceof LeaseLostError || err instanceof StaleUidValidityError });
+}
+
 export function createAccountContext(deps: {
   config: Readonly<Config>; account: AccountSettings; redis: RedisClient; logger: Logger; metrics: Metrics; pool: ParsePool;
   appender?: Appender; readOnly?: boolean;
@@ -40,9 +49,11 @@ export function createAccountContext(deps: {
   const keys = accountKeys(config.prefix, account.account);
   const logger = deps.logger.child({ account: account.account });
   const readOnly = deps.readOnly ?? false;
+  const breaker = deps.appender ? undefined : appendBreaker(createStreamAppender(redis, keys, { retentionMs: config.producer.ingestedRetentionMs }), { metrics, logger });
   return {
     account, keys, redis, logger, metrics, pool: deps.pool,
-    appender: deps.appender ?? createStreamAppender(redis, keys, { retentionMs: config.producer.ingestedRetentionMs }),
+    appender: deps.appender ?? { append: (batch) => breaker!.fire(batch) },
+    appendBreaker: breaker,
     tokens: account.auth.kind === 'password' ? undefined : createAccessTokenSource(account.auth, account.user, { logger, metrics }),
     gate: readOnly ? undefined : createStreamGate({ redis, keys, metrics, logger, maxLen: config.producer.streamMaxLen, maxLag: config.producer.maxConsumerLag }),
     fault: createFaultInjector(config.producer.faultInjection),
@@ -78,6 +89,7 @@ export async function startProducer(ctx: DaemonContext, account: AccountSettings
   return {
     async ready() {
       const reasons = runners.map((r) => r.notReadyReason()).filter((r): r is string => r !== undefined);
+      if (context.appendBreaker?.opened) reasons.push('redis: circuit breaker open (appends failing)');
       return { ready: reasons.length === 0, reasons };
     },
     async status() {

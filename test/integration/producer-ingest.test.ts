@@ -7,10 +7,11 @@ import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
 import { startOAuthServer, type OAuthServer } from '../helpers/oauth-server.ts';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { generateCorpus } from '../helpers/corpus.ts';
-import { startDaemon, type Daemon } from '../helpers/cli.ts';
+import { runCli, startDaemon, type Daemon } from '../helpers/cli.ts';
 import { eventually } from '../helpers/ports.ts';
 import { killAllTracked } from '../helpers/processes.ts';
 import { producerEnv } from '../helpers/producer-env.ts';
+import { metricValue, readEntries } from '../helpers/stream-read.ts';
 import { accountKeys } from '../../src/core/keys.ts';
 import type { EmailEntry } from '../../src/core/entry.ts';
 
@@ -34,22 +35,6 @@ afterAll(async () => {
   expect(await killAllTracked()).toBe(0);
 });
 
-async function entries(stream: string): Promise<EmailEntry[]> {
-  const raw = await redis.xrange(stream, '-', '+');
-  return raw.map(([, fields]) => {
-    expect(fields[0]).toBe('key');
-    expect(fields[2]).toBe('email');
-    const email = JSON.parse(fields[3]!) as EmailEntry;
-    expect(email.key).toBe(fields[1]);
-    return email;
-  });
-}
-
-function metric(text: string, name: string, labels = ''): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `) || (labels === '' && l.startsWith(`${name} `)));
-  return line ? Number(line.split(' ').pop()) : NaN;
-}
-
 async function httpUrl(daemon: Daemon): Promise<string> {
   const line = await daemon.waitForLog((l) => l.msg === 'health and metrics listening', 'HTTP listener');
   return line.url as string;
@@ -69,7 +54,7 @@ describe('producer', () => {
     await eventually(async () => (await redis.xlen(keys.stream)) >= 1000, { what: '1,000 entries' });
     await eventually(async () => (await fetch(`${url}/ready`)).status === 200, { what: 'ready' });
 
-    const all = await entries(keys.stream);
+    const all = await readEntries(redis, keys.stream);
     expect(all).toHaveLength(1000);
     expect(new Set(all.map((e) => e.key)).size).toBe(1000);
     for (const [mailbox, corpus] of [['INBOX', inbox], ['Archive', archive]] as const) {
@@ -95,9 +80,9 @@ describe('producer', () => {
     // The logins were XOAUTH2 checked by the token server (OAUTHBEARER is not offered).
     expect(oauth.counters.introspections).toBeGreaterThan(introspectionsBefore);
     const metrics = await (await fetch(`${url}/metrics`)).text();
-    expect(metric(metrics, 'mailstream_emails_appended_total', 'mailbox="INBOX"')).toBe(600);
-    expect(metric(metrics, 'mailstream_emails_appended_total', 'mailbox="Archive"')).toBe(400);
-    expect(metric(metrics, 'mailstream_parse_errors_total', 'mailbox="INBOX"')).toBe(inbox.filter((m) => m.kind === 'malformed').length);
+    expect(metricValue(metrics, 'mailstream_emails_appended_total', 'mailbox="INBOX"')).toBe(600);
+    expect(metricValue(metrics, 'mailstream_emails_appended_total', 'mailbox="Archive"')).toBe(400);
+    expect(metricValue(metrics, 'mailstream_parse_errors_total', 'mailbox="INBOX"')).toBe(inbox.filter((m) => m.kind === 'malformed').length);
     const state = await redis.hgetall(keys.mailbox('INBOX'));
     expect(Number(state.lastUid)).toBe(600);
     expect(Number(state.lastPollAt)).toBeGreaterThan(0);
@@ -109,7 +94,7 @@ describe('producer', () => {
     const fresh = generateCorpus(1, { seed: 13, tag: 'idle' });
     await dovecot.append(USER, 'INBOX', fresh.map((m) => m.raw));
     await eventually(async () => (await redis.xlen(keys.stream)) === 1001, { what: 'the IDLE delivery' });
-    const last = (await entries(keys.stream)).at(-1)!;
+    const last = (await readEntries(redis, keys.stream)).at(-1)!;
     expect(last).toMatchObject({ messageId: fresh[0]!.messageId, mailbox: 'INBOX', uid: 601 });
     expect(daemon.logs().some((l) => l.msg === 'new mail' && l.mailbox === 'INBOX' && l.via === 'idle')).toBe(true);
 
@@ -127,9 +112,25 @@ describe('producer', () => {
     await dovecot.append(USER, 'Polled', fresh.map((m) => m.raw));
     await eventually(async () => (await redis.xlen(keys.stream)) === 2, { what: 'polled mail' });
     // START_FROM=now: the three older messages are not read.
-    expect((await entries(keys.stream)).map((e) => e.uid)).toEqual([4, 5]);
+    expect((await readEntries(redis, keys.stream)).map((e) => e.uid)).toEqual([4, 5]);
     expect(daemon.logs().some((l) => l.msg === 'new mail' && l.via === 'poll')).toBe(true);
     expect(daemon.logs().some((l) => l.via === 'idle')).toBe(false);
     expect(await daemon.stop()).toBe(0);
+  });
+
+  it('--dry-run prints the entries it would append and writes nothing to Redis', async () => {
+    const corpus = generateCorpus(5, { seed: 23, tag: 'dry' });
+    dovecot.seed(USER, 'Dry', corpus.map((m) => m.raw));
+    const env = producerEnv({ redisUrl: redisServer.url, dovecot, oauth, mailboxes: ['Dry'], extra: { START_FROM: 'all' } });
+    const before = await redis.dbsize();
+    const result = await runCli(['producer', '--dry-run'], env);
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as { key: string; email: EmailEntry });
+    expect(lines.map((l) => l.email.uid)).toEqual([1, 2, 3, 4, 5]);
+    expect(lines.map((l) => l.key)).toEqual(lines.map((l) => l.email.key));
+    expect(lines.map((l) => l.email.messageId)).toEqual(corpus.map((m) => m.messageId));
+    expect(result.stderr).toMatch(/dry run: nothing written/);
+    expect(await redis.dbsize()).toBe(before);
+    expect(await redis.keys(`${env.MAILSTREAM_PREFIX}*`)).toEqual([]);
   });
 });
