@@ -56,7 +56,7 @@ describe('appendBatch', () => {
     await redis.zadd(keys.ingested, String(Date.now() - 10_000), 'old');
     const appender = createStreamAppender(redis, keys, { retentionMs: 5_000 });
     await appender.append({ mailbox: 'INBOX', uidValidity: '1', lastUid: 1, entries: [entry(1)], fencingToken: '' });
-    expect(await redis.zrange(keys.ingested, 0, -1)).toEqual(['k1']);
+    expect(await redis.zrange(keys.ingested, '0', '-1')).toEqual(['k1']);
   });
 });
 
