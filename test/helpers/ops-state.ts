@@ -1,7 +1,7 @@
 // Shared by the ops tests: a realistic Redis state (a stream with groups at different positions,
 // pending entries with several owners and delivery counts, a DLQ, mailbox state, dedupe markers)
 // and a snapshot of it that two states can be compared by.
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { accountKeys, globalKeys } from '../../src/core/keys.ts';
 import { ENTRY_VERSION, type EmailEntry } from '../../src/core/entry.ts';
 import { pairs } from '../../src/core/stream-stats.ts';
@@ -23,7 +23,7 @@ export interface FilledState { account: string; entryIds: string[]; acked: strin
  * 30 entries; group `workers` read 12 of them as two consumers (4 acked, some claimed again so
  * delivery counts differ), group `audit` positioned in the middle, one acknowledged entry deleted.
  */
-export async function fillState(redis: Redis, prefix: string, account: string): Promise<FilledState> {
+export async function fillState(redis: Redis | Cluster, prefix: string, account: string): Promise<FilledState> {
   const keys = accountKeys(prefix, account);
   const entryIds: string[] = [];
   for (let uid = 1; uid <= 30; uid++) {
@@ -36,8 +36,8 @@ export async function fillState(redis: Redis, prefix: string, account: string): 
   await redis.xreadgroup('GROUP', 'workers', 'old-worker-2', 'COUNT', 4, 'STREAMS', keys.stream, '>');
   const acked = entryIds.slice(0, 4);
   await redis.xack(keys.stream, 'workers', ...acked);
-  await redis.xclaim(keys.stream, 'workers', 'old-worker-2', 0, entryIds[5]!, entryIds[6]!);
-  await redis.xclaim(keys.stream, 'workers', 'old-worker-2', 0, entryIds[6]!);
+  await (redis as Redis).xclaim(keys.stream, 'workers', 'old-worker-2', 0, entryIds[5]!, entryIds[6]!);
+  await (redis as Redis).xclaim(keys.stream, 'workers', 'old-worker-2', 0, entryIds[6]!);
   await redis.xgroup('CREATECONSUMER', keys.stream, 'workers', 'idle-worker');
   for (const id of acked) {
     const entry = sampleEntry(account, entryIds.indexOf(id) + 1);
@@ -56,7 +56,7 @@ export async function fillState(redis: Redis, prefix: string, account: string): 
 }
 
 /** Everything a restore must bring back, minus what moves with time (idle times, TTL values). */
-export async function captureState(redis: Redis, prefix: string, account: string) {
+export async function captureState(redis: Redis | Cluster, prefix: string, account: string) {
   const keys = accountKeys(prefix, account);
   const stream = async (key: string) => {
     const info = pairs(await redis.xinfo('STREAM', key));
@@ -75,7 +75,9 @@ export async function captureState(redis: Redis, prefix: string, account: string
       groups,
     };
   };
-  const deliveredKeys = (await redis.keys(`${prefix}:*delivered*`)).sort();
+  // Probed key by key rather than by pattern, so the same code reads a Redis Cluster.
+  const candidates = Array.from({ length: 30 }, (_, i) => keys.delivered(`msgid-${i + 1}@example.com`));
+  const deliveredKeys = (await Promise.all(candidates.map(async (k) => ((await redis.exists(k)) ? k : null)))).filter((k): k is string => k !== null);
   return {
     stream: await stream(keys.stream),
     dlq: await stream(keys.dlq),
