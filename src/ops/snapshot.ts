@@ -11,6 +11,8 @@ import type { RedisClient } from '../core/redis.ts';
 export type SnapshotResult = { copied: true; file: string; source: string } | { copied: false; reason: string };
 
 const POLL_MS = 200;
+/** A save of a large dataset takes minutes; past this the backup reports it and goes on without. */
+const SAVE_DEADLINE_MS = 30 * 60_000;
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 function info(text: string, field: string): string | undefined {
@@ -18,17 +20,19 @@ function info(text: string, field: string): string | undefined {
 }
 
 /** Waits until no RDB save or AOF rewrite runs (both fork, and BGSAVE refuses to start meanwhile). */
-async function waitForIdle(redis: RedisClient): Promise<string> {
+async function waitForIdle(redis: RedisClient, deadline: number): Promise<string> {
   for (;;) {
     const text = await redis.info('persistence');
     if (info(text, 'rdb_bgsave_in_progress') === '0' && info(text, 'aof_rewrite_in_progress') === '0') return text;
+    if (Date.now() > deadline) throw new Error(`a save or AOF rewrite still runs after ${SAVE_DEADLINE_MS / 60_000} minutes`);
     await sleep(POLL_MS);
   }
 }
 
 async function bgsave(redis: RedisClient): Promise<void> {
+  const deadline = Date.now() + SAVE_DEADLINE_MS;
   for (let attempt = 0; ; attempt++) {
-    await waitForIdle(redis);
+    await waitForIdle(redis, deadline);
     try {
       await redis.bgsave();
       break;
@@ -39,14 +43,14 @@ async function bgsave(redis: RedisClient): Promise<void> {
   }
   // Redis forks before it answers, and notices the child's end only later: waiting for
   // "not in progress" therefore waits for our own save.
-  const done = await waitForIdle(redis);
+  const done = await waitForIdle(redis, deadline);
   if (info(done, 'rdb_last_bgsave_status') !== 'ok') throw new Error('BGSAVE failed: see the Redis log (disk full? permissions of its dir?)');
 }
 
 export async function snapshotRdb(redis: RedisClient, redisUrl: string, target: string): Promise<SnapshotResult> {
   if (redis instanceof Cluster) return { copied: false, reason: 'Redis Cluster: snapshot each node on its host (runbooks/redis-operations.md)' };
   const host = new URL(redisUrl).hostname;
-  if (!LOOPBACK.has(host)) return { copied: false, reason: `Redis runs on ${host}, not on this machine: its RDB has to be copied there (runbooks/redis-operations.md)` };
+  if (!LOOPBACK.has(host) && !host.startsWith('127.')) return { copied: false, reason: `Redis runs on ${host}, not on this machine: its RDB has to be copied there (runbooks/redis-operations.md)` };
   let dir: string;
   let dbfilename: string;
   try {

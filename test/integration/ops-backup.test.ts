@@ -12,6 +12,7 @@ import { eventually, freePort } from '../helpers/ports.ts';
 import { killAllTracked } from '../helpers/processes.ts';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { captureState, fillState, type FilledState } from '../helpers/ops-state.ts';
+import { snapshotRdb } from '../../src/ops/snapshot.ts';
 
 const PREFIX = 'msbk';
 const ACCOUNT = 'alice@example.com';
@@ -72,6 +73,15 @@ describe('mailstream backup / restore', () => {
     expect(lines.at(-1)).toMatchObject({ t: 'end', streamEntries: 29 + 1 });
     // Heartbeats describe processes, not data: they are not part of a backup.
     expect(lines.some((l) => l.key === `${PREFIX}:processes`)).toBe(false);
+  });
+
+  it('does not try to copy the RDB of a Redis on another host, and says why', async () => {
+    const result = await snapshotRdb(redis, 'redis://redis.internal.example:6379', join(dir, 'never.rdb'));
+    expect(result).toEqual({ copied: false, reason: expect.stringMatching(/^Redis runs on redis\.internal\.example, not on this machine/) });
+    const logical = await runCli(['backup', '--out', join(dir, 'logical'), '--logical-only'], env);
+    expect(logical.code).toBe(0);
+    expect(logical.stdout).toMatch(/RDB snapshot: not copied: skipped \(--logical-only\)/);
+    expect(readdirSync(join(dir, 'logical')).filter((f) => f.endsWith('.rdb'))).toEqual([]);
   });
 
   it('refuses a Redis that holds keys under the prefix, unless --force; --dry-run changes nothing', async () => {
