@@ -71,7 +71,8 @@ export class AccountConsumer {
     if (!this.groupReady) { await ops.ensureGroup(); this.groupReady = true; }
     if (breaker.opened) { await sleep(this.o.breakerPollMs, stopping); return; }
 
-    const due = parseEntries(await ops.claimDueRetries(Date.now(), settings.readBatchSize));
+    const retries = await ops.claimDueRetries(Date.now(), settings.readBatchSize);
+    const due = parseEntries(retries.due);
     await ops.ackMissing(due.missing);
     await deliverer.process(ops, due.entries, false);
 
@@ -81,7 +82,8 @@ export class AccountConsumer {
     }
     if (stopping.aborted || breaker.opened) return;
 
-    const nextRetry = await ops.nextRetryAt();
+    // Block no longer than until the next retry is due (any worker may have scheduled it).
+    const nextRetry = retries.nextDueAt;
     const block = nextRetry === undefined ? settings.readBlockMs : Math.max(1, Math.min(settings.readBlockMs, nextRetry - Date.now()));
     const reading = this.cursor;
     const reply = (await this.o.blocking.xreadgroup('GROUP', settings.group, settings.consumer, 'COUNT', settings.readBatchSize,

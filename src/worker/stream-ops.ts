@@ -12,7 +12,7 @@ declare module 'ioredis' {
     ackDelivered(stream: string, marker: string, failures: string, retries: string, group: string, id: string, ttlSeconds: number): Result<number, Context>;
     recordFailure(failures: string, retries: string, id: string, record: string, dueAt: number): Result<number, Context>;
     moveToDlq(stream: string, dlq: string, failures: string, retries: string, group: string, id: string, ...fields: string[]): Result<string | null, Context>;
-    claimDueRetries(stream: string, retries: string, group: string, consumer: string, now: number, count: number): Result<RawEntry[], Context>;
+    claimDueRetries(stream: string, retries: string, group: string, consumer: string, now: number, count: number): Result<[RawEntry[], string | null], Context>;
     claimOrphans(stream: string, retries: string, group: string, consumer: string, minIdleMs: number, count: number, scan: number): Result<Array<[string, string[] | false, number]>, Context>;
     removeDeadConsumers(stream: string, group: string, minIdleMs: number, self: string): Result<string[], Context>;
   }
@@ -88,8 +88,10 @@ export class StreamOps {
       'originalId', entry.id, 'deadLetteredAt', new Date().toISOString());
   }
 
-  claimDueRetries(now: number, count: number): Promise<RawEntry[]> {
-    return this.redis.claimDueRetries(this.keys.stream, this.keys.retries, this.group, this.consumer, now, count);
+  /** Claims the due retries; also says when the next one is due (undefined: none waiting). */
+  async claimDueRetries(now: number, count: number): Promise<{ due: RawEntry[]; nextDueAt: number | undefined }> {
+    const [due, next] = await this.redis.claimDueRetries(this.keys.stream, this.keys.retries, this.group, this.consumer, now, count);
+    return { due, nextDueAt: next === null ? undefined : Number(next) };
   }
 
   /** Which of these ids wait in the retries set. */
@@ -97,12 +99,6 @@ export class StreamOps {
     if (ids.length === 0) return new Set();
     const scores = await this.redis.zmscore(this.keys.retries, ...ids);
     return new Set(ids.filter((_, i) => scores[i] !== null));
-  }
-
-  /** Due time of the earliest scheduled retry, if any. */
-  async nextRetryAt(): Promise<number | undefined> {
-    const first = await this.redis.zrange(this.keys.retries, '0', '0', 'WITHSCORES');
-    return first[1] === undefined ? undefined : Number(first[1]);
   }
 
   claimOrphans(minIdleMs: number, count: number): Promise<Array<[string, string[] | false, number]>> {

@@ -111,7 +111,9 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
       if (!inTime) {
         logger.warn({ timeoutMs: config.shutdownTimeoutMs, inFlight: limiter.inFlight }, 'deliveries still under way at the shutdown timeout: leaving them pending for another worker');
         giveUp.abort();
-        await finished;
+        // Acknowledgements queued for a Redis that is away would wait for ever; what they did not
+        // record stays pending and is delivered again, with the same key, by another worker.
+        await Promise.race([finished, sleep(1_000)]);
       }
       breaker.shutdown();
       await Promise.all([...blocking.map((c) => closeRedis(c, 200)), sink.close().catch((err: unknown) => logger.warn({ err }, 'sink did not close cleanly'))]);

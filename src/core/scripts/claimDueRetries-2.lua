@@ -2,7 +2,9 @@
 -- claiming the entry happen together, so exactly one worker of the group performs each retry.
 -- KEYS[1] stream, KEYS[2] retries sorted set
 -- ARGV[1] consumer group, ARGV[2] consumer, ARGV[3] now (ms), ARGV[4] at most this many
--- Returns XCLAIM-shaped entries {id, fields}; fields is false when the entry was trimmed.
+-- Returns {entries, nextDueAt}: XCLAIM-shaped entries {id, fields} (fields false when the entry
+-- was trimmed), and the due time of the earliest retry still waiting (false when none), so the
+-- caller knows how long it may block on new entries.
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
 local claimed = {}
 for _, id in ipairs(due) do
@@ -10,4 +12,5 @@ for _, id in ipairs(due) do
   local entries = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id)
   if entries[1] then claimed[#claimed + 1] = entries[1] end
 end
-return claimed
+local next = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return { claimed, next[2] or false }
