@@ -10,8 +10,8 @@ import { formatTable, writeResults, type BenchResult } from './results.ts';
 import { benchWorker } from './worker-throughput.ts';
 
 const SIZES = {
-  full: { workerEntries: 20_000, producerEmails: 10_000, latencyEmails: 200, latencyRate: 10 },
-  quick: { workerEntries: 500, producerEmails: 300, latencyEmails: 10, latencyRate: 5 },
+  full: { workerEntries: 20_000, workerProcesses: [2, 4], producerEmails: 10_000, latencyEmails: 200, latencyRate: 10 },
+  quick: { workerEntries: 300, workerProcesses: [2], producerEmails: 300, latencyEmails: 6, latencyRate: 10 },
 };
 const SECTIONS = ['worker', 'producer', 'latency'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
   const results: BenchResult[] = [];
-  if (only.includes('worker')) results.push(...await benchWorker({ entries: size.workerEntries, log }));
+  if (only.includes('worker')) results.push(...await benchWorker({ entries: size.workerEntries, scaling: size.workerProcesses, log }));
   if (only.includes('producer')) results.push(...await benchProducer({ emails: size.producerEmails, log }));
   if (only.includes('latency')) results.push(...await benchLatency({ emails: size.latencyEmails, perSecond: size.latencyRate, log }));
 

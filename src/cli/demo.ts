@@ -22,26 +22,18 @@ export function registerDemo(program: Command): void {
     .action(action(async (flags: DemoFlags) => {
       const { join } = await import('node:path');
       const { runDemo } = await import('../ops/demo/run-demo.ts');
-      const abort = new AbortController();
-      const stop = () => abort.abort();
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-      try {
-        const result = await runDemo({
-          emails: flags.emails,
-          live: flags.live,
-          durationSeconds: flags.duration,
-          exitWhenDone: flags.exitWhenDone === true,
-          seed: flags.seed,
-          outDir: join(process.cwd(), 'demo-output'),
-          out: process.stdout,
-          signal: abort.signal,
-        });
-        const incomplete = flags.exitWhenDone && (result.delivered < result.expected || result.duplicates > 0);
-        if (incomplete) throw new ExitRequest(1, 'mailstream demo: not every email arrived exactly once');
-      } finally {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-      }
+      const { runInterruptibly } = await import('../ops/interrupt.ts');
+      const result = await runInterruptibly((signal) => runDemo({
+        emails: flags.emails,
+        live: flags.live,
+        durationSeconds: flags.duration,
+        exitWhenDone: flags.exitWhenDone === true,
+        seed: flags.seed,
+        outDir: join(process.cwd(), 'demo-output'),
+        out: process.stdout,
+        signal,
+      }));
+      const incomplete = flags.exitWhenDone && (result.delivered < result.expected || result.duplicates > 0);
+      if (incomplete) throw new ExitRequest(1, 'mailstream demo: not every email arrived exactly once');
     }));
 }

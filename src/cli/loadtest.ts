@@ -14,20 +14,12 @@ export function registerLoadtest(program: Command): void {
     .action(action(async (flags: LoadtestFlags, command: Command) => {
       const { env } = commandContext(command, 'admin');
       const { runLoadtest, formatLoadtest } = await import('../ops/loadtest.ts');
-      const abort = new AbortController();
-      const stop = () => abort.abort();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      try {
-        const report = await runLoadtest({
-          emails: flags.emails, workers: flags.workers, seed: flags.seed, redisUrl: env.REDIS_URL || undefined,
-          out: flags.json ? process.stderr : process.stdout, signal: abort.signal,
-        });
-        process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatLoadtest(report));
-        if (report.delivered < report.emails || report.duplicates > 0) throw new ExitRequest(1, 'mailstream loadtest: not every email arrived exactly once');
-      } finally {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-      }
+      const { runInterruptibly } = await import('../ops/interrupt.ts');
+      const report = await runInterruptibly((signal) => runLoadtest({
+        emails: flags.emails, workers: flags.workers, seed: flags.seed, redisUrl: env.REDIS_URL || undefined,
+        out: flags.json ? process.stderr : process.stdout, signal,
+      }));
+      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatLoadtest(report));
+      if (report.delivered < report.emails || report.duplicates > 0) throw new ExitRequest(1, 'mailstream loadtest: not every email arrived exactly once');
     }));
 }
