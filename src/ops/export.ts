@@ -14,6 +14,7 @@ import { globEscape, scanKeys } from './scan.ts';
 
 const ENTRY_CHUNK = 500;
 const PENDING_CHUNK = 1000;
+const KEY_BATCH = 500;
 
 export interface ExportSummary {
   file: string;
@@ -102,12 +103,13 @@ async function exportStream(redis: RedisClient, key: string, write: (r: BodyReco
   return { entries, pending: groups.reduce((n, g) => n + g.pending.length, 0) };
 }
 
-async function readPlainKey(redis: RedisClient, key: string, type: string): Promise<KeyRecord | undefined> {
+/** The key's record; 'gone' when it expired meanwhile; undefined for a type we do not export. */
+async function readPlainKey(redis: RedisClient, key: string, type: string): Promise<KeyRecord | 'gone' | undefined> {
   const ttlMs = await ttlOf(redis, key);
   switch (type) {
     case 'string': {
       const value = await redis.get(key);
-      return value === null ? undefined : { t: 'string', key, ttlMs, value };
+      return value === null ? 'gone' : { t: 'string', key, ttlMs, value };
     }
     case 'hash': return { t: 'hash', key, ttlMs, value: await redis.hgetall(key) };
     case 'set': return { t: 'set', key, ttlMs, value: (await redis.smembers(key)).sort() };
@@ -130,21 +132,29 @@ export async function exportLogical(redis: RedisClient, prefix: string, file: st
   const summary: ExportSummary = { file, keys: 0, streams: 0, streamEntries: 0, pendingEntries: 0, skipped: [] };
   try {
     await writer.write({ t: 'header', format: BACKUP_FORMAT, version: BACKUP_VERSION, prefix, createdAt: new Date().toISOString(), redisVersion: `${major}.${minor}.${patch}` });
-    for (const key of await scanKeys(redis, `${globEscape(prefix)}:*`)) {
-      if (isEphemeralKey(prefix, key)) continue;
-      const type = await redis.type(key);
-      if (type === 'none') continue; // expired or deleted since the scan
-      if (type === 'stream') {
-        const { entries, pending } = await exportStream(redis, key, (r) => writer.write(r));
-        summary.streams += 1;
-        summary.streamEntries += entries;
-        summary.pendingEntries += pending;
-      } else {
-        const record = await readPlainKey(redis, key, type);
-        if (!record) { summary.skipped.push(`${key} (${type})`); continue; }
-        await writer.write(record);
+    const keys = (await scanKeys(redis, `${globEscape(prefix)}:*`)).filter((k) => !isEphemeralKey(prefix, k));
+    for (let i = 0; i < keys.length; i += KEY_BATCH) {
+      // Dedupe markers can number in the millions: read a batch of small keys at once (one
+      // auto-pipelined round trip), streams one by one.
+      const batch = keys.slice(i, i + KEY_BATCH);
+      const types = await Promise.all(batch.map((k) => redis.type(k)));
+      const plain = await Promise.all(batch.map((k, j) => (types[j] === 'stream' || types[j] === 'none' ? undefined : readPlainKey(redis, k, types[j]!))));
+      for (const [j, key] of batch.entries()) {
+        const type = types[j]!;
+        if (type === 'none') continue; // expired or deleted since the scan
+        if (type === 'stream') {
+          const { entries, pending } = await exportStream(redis, key, (r) => writer.write(r));
+          summary.streams += 1;
+          summary.streamEntries += entries;
+          summary.pendingEntries += pending;
+        } else {
+          const record = plain[j];
+          if (record === 'gone') continue;
+          if (!record) { summary.skipped.push(`${key} (${type})`); continue; }
+          await writer.write(record);
+        }
+        summary.keys += 1;
       }
-      summary.keys += 1;
     }
     await writer.write({ t: 'end', keys: summary.keys, streamEntries: summary.streamEntries });
   } catch (err) {

@@ -11,6 +11,7 @@ import { isEphemeralKey } from './ephemeral.ts';
 import { globEscape, scanKeys } from './scan.ts';
 
 const MEMBER_CHUNK = 1000;
+const KEY_BATCH = 500;
 
 export class RestoreRefusedError extends MailstreamError {
   constructor(message: string) {
@@ -112,6 +113,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreReport
   const [major] = await redisVersion(redis);
   const modern = major >= 7; // ENTRIESREAD, ENTRIESADDED and MAXDELETEDID arrived in Redis 7.0
   const streams = new Map<string, { record: StreamRecord; entries: number }>();
+  const inFlight: Promise<void>[] = [];
   for await (const record of readBackup(options.file)) {
     if (record.t === 'header' || record.t === 'end') continue;
     const key = mapKey(record.key);
@@ -122,14 +124,23 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreReport
       report.restoredEntries += record.entries.length;
       continue;
     }
-    if (options.force) await redis.del(key);
     report.restoredKeys += 1;
     if (record.t === 'stream') {
+      if (options.force) await redis.del(key);
       streams.set(key, { record, entries: 0 });
-    } else {
-      await restorePlain(redis, key, record);
+      continue;
     }
+    // Small keys (dedupe markers can number in the millions) go in batches: the commands of one
+    // key still reach Redis in order, distinct keys need no order.
+    const restoring = (async () => {
+      if (options.force) await redis.del(key);
+      await restorePlain(redis, key, record);
+    })();
+    restoring.catch(() => undefined); // reported by the Promise.all below, not as unhandled
+    inFlight.push(restoring);
+    if (inFlight.length >= KEY_BATCH) await Promise.all(inFlight.splice(0));
   }
+  await Promise.all(inFlight);
   for (const [key, stream] of streams) {
     const { pending, lost } = await finishStream(redis, key, stream.record, stream.entries, modern);
     report.restoredPending += pending;
