@@ -85,6 +85,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     let lastChange = Date.now();
     let lastCounts = '';
     let liveSent = 0;
+    let announcedDone = false;
     let nextLiveAt = 0;
     const liveMails = generateCorpus(options.live, { seed: options.seed + 1, tag: 'demo-live' });
 
@@ -106,9 +107,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       }
       if (deliveries.distinct() >= expected && liveSent === options.live) {
         if (options.exitWhenDone) break;
-        if (!signal.aborted && lastCounts !== 'done') {
+        if (!announcedDone) {
           view.note(`Done: ${expected} emails delivered. The pipeline keeps running; press Ctrl-C to stop everything.`);
-          lastCounts = 'done';
+          announcedDone = true;
         }
       } else if (options.exitWhenDone && Date.now() - lastChange > STALL_MS) {
         throw new MailstreamError('ERR_DEMO', `no progress for ${STALL_MS / 1000} s; see ${logs.producer} and ${logs.worker}`);

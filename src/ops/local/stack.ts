@@ -117,7 +117,8 @@ export async function spawnDaemon(role: 'producer' | 'worker', options: SpawnDae
   const stdio: ['ignore', 'pipe' | number, 'pipe' | number] = fd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', fd, fd];
   let handle: ChildHandle;
   try {
-    handle = spawn(process.execPath, ['--', MAILSTREAM_BIN, role], { env, cwd: REPO_ROOT, stdio, detached: options.detached ?? false });
+    // An empty env file: an operator's .env (real accounts, another Redis) must not reach a local run.
+    handle = spawn(process.execPath, ['--', MAILSTREAM_BIN, '--env-file', '/dev/null', role], { env, cwd: REPO_ROOT, stdio, detached: options.detached ?? false });
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
