@@ -86,11 +86,11 @@ async function finishStream(redis: RedisClient, key: string, record: StreamRecor
     if (modern && group.entriesRead !== null) create.push('ENTRIESREAD', group.entriesRead);
     await redis.call('XGROUP', create);
     for (const consumer of group.consumers) await redis.call('XGROUP', ['CREATECONSUMER', key, group.name, consumer]);
-    for (const entry of group.pending) {
-      const claimed = (await redis.call('XCLAIM', [
+    for (const part of chunks(group.pending, KEY_BATCH)) {
+      const claimed = await Promise.all(part.map((entry) => redis.call('XCLAIM', [
         key, group.name, entry.consumer, 0, entry.id, 'IDLE', entry.idleMs, 'RETRYCOUNT', entry.deliveries, 'FORCE', 'JUSTID',
-      ])) as string[];
-      if (claimed.length === 1) pending += 1; else lost += 1;
+      ]) as Promise<string[]>));
+      for (const ids of claimed) if (ids.length === 1) pending += 1; else lost += 1;
     }
   }
   if (record.ttlMs) await redis.pexpire(key, record.ttlMs);
