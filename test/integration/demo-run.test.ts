@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BIN, baseEnv, runCli } from '../helpers/cli.ts';
+import { BIN, baseEnv, parseLogLines, runCli } from '../helpers/cli.ts';
 import { generateCorpus } from '../helpers/corpus.ts';
 import { killAllTracked, spawnTracked } from '../helpers/processes.ts';
 import { eventually } from '../helpers/ports.ts';
@@ -49,8 +49,11 @@ describe('mailstream demo', () => {
     const delivered = new Set(lines.map((l) => bare(emailOf(l).messageId as string | null)));
     const sent = [...generateCorpus(200, { seed: 1, tag: 'demo' }), ...generateCorpus(3, { seed: 2, tag: 'demo-live' })];
     for (const mail of sent.filter((m) => m.messageId)) expect(delivered.has(mail.messageId!)).toBe(true);
-    // The three live ones came through IMAP APPEND after the backfill.
+    // The three live ones came through IMAP APPEND after the backfill, and the producer heard of
+    // them through IDLE (not a poll: the default poll interval is a minute).
     expect(result.stdout).toMatch(/All 200 seeded emails delivered/);
+    const producerLog = parseLogLines(readFileSync(join(cwd, 'demo-output', 'producer.log'), 'utf8'));
+    expect(producerLog.filter((l) => l.msg === 'new mail' && l.via === 'idle').reduce((n, l) => n + Number(l.appended), 0)).toBe(3);
 
     expect(result.stdout).toMatch(/http:\/\/127\.0\.0\.1:\d+\/metrics/);
     expect(result.stdout).toMatch(/http:\/\/127\.0\.0\.1:\d+\/status/);
