@@ -10,8 +10,6 @@ export interface DeliveryTracker {
   duplicates(): number;
   /** Seconds from append to sink, one per distinct email. */
   appendToSinkSeconds(): number[];
-  /** When each distinct email was first seen (ms), by idempotency key. */
-  firstSeen(): ReadonlyMap<string, number>;
   /** Time of the most recent first sighting (ms), 0 before any. */
   lastSeenAt(): number;
   close(): void;
@@ -26,7 +24,7 @@ export function deliveredKey(line: Record<string, unknown>): string | undefined 
 }
 
 export function trackDeliveries(files: string[], intervalMs = 20): DeliveryTracker {
-  const seen = new Map<string, number>();
+  const seen = new Set<string>();
   const latencies: number[] = [];
   let duplicates = 0;
   let lastSeenAt = 0;
@@ -34,7 +32,7 @@ export function trackDeliveries(files: string[], intervalMs = 20): DeliveryTrack
     const key = deliveredKey(line);
     if (key === undefined) return;
     if (seen.has(key)) { duplicates += 1; return; }
-    seen.set(key, seenAtMs);
+    seen.add(key);
     lastSeenAt = seenAtMs;
     const email = (line.email as Record<string, unknown> | undefined) ?? line;
     const ingestedAt = typeof email.ingestedAt === 'string' ? Date.parse(email.ingestedAt) : Number.NaN;
@@ -46,7 +44,6 @@ export function trackDeliveries(files: string[], intervalMs = 20): DeliveryTrack
     distinct: () => seen.size,
     duplicates: () => duplicates,
     appendToSinkSeconds: () => latencies,
-    firstSeen: () => seen,
     lastSeenAt: () => lastSeenAt,
     close: () => tails.forEach((t) => t.close()),
   };
