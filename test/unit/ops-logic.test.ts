@@ -30,8 +30,10 @@ describe('backup retention', () => {
 });
 
 describe('keys a backup leaves out', () => {
-  it('heartbeats and mailbox leases, nothing else', () => {
+  it('heartbeats, the producer registry and mailbox leases, nothing else', () => {
     expect(isEphemeralKey('ms', 'ms:processes')).toBe(true);
+    expect(isEphemeralKey('ms', 'ms:producers')).toBe(true);
+    expect(isEphemeralKey('ms', 'ms:accounts')).toBe(false);
     expect(isEphemeralKey('ms', 'ms:{a@b.c}:lease:INBOX')).toBe(true);
     expect(isEphemeralKey('ms', 'ms:{a@b.c}:emails')).toBe(false);
     expect(isEphemeralKey('ms', 'ms:{a@b.c}:mailbox:lease:x')).toBe(false);
