@@ -1,8 +1,9 @@
-// The read loop of one account's stream. Each turn: performs the retries that are due, now and
-// then claims orphans from dead consumers, then reads new entries (XREADGROUP, finite BLOCK on a
-// connection of its own) and hands them to the deliverer. At start it first re-reads its own
-// pending entries (ID 0...) before taking new ones (`>`). While the sink's breaker is open it
-// does not read at all, so entries wait in the stream.
+// The loops of one account's stream. The read loop takes new entries (XREADGROUP with a finite
+// BLOCK on a connection of its own; at start it first re-reads its own pending entries, ID 0...,
+// then `>`) and hands them to the deliverer. The retry loop, beside it, performs the retries as
+// they fall due and now and then claims orphans from dead consumers, so a retry is never held up
+// behind a slow batch. While the sink's breaker is open neither loop takes anything: entries wait
+// in the stream.
 import { Backoff, sleep } from '../core/backoff.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
@@ -35,13 +36,17 @@ export interface AccountConsumerOptions {
 
 type ReadReply = Array<[stream: string, entries: RawEntry[]]> | null;
 
+/** How often the retry loop looks at the clock; Redis is asked only when something is due. */
+const RETRY_TICK_MS = 50;
+
 export class AccountConsumer {
   private readonly o: AccountConsumerOptions;
   /** `0`-based history cursor while re-reading our own pending entries, then `>`. */
   private cursor = '0';
   private nextClaimAt = 0;
-  private groupReady = false;
-  private readonly failures = new Backoff({ baseMs: 100, maxMs: 5_000 });
+  /** When to look for due retries next: the earliest known due time, at least every READ_BLOCK_MS. */
+  private retryCheckAt = 0;
+  private group: Promise<void> | undefined;
 
   constructor(options: AccountConsumerOptions) {
     this.o = options;
@@ -50,69 +55,78 @@ export class AccountConsumer {
   get account(): string { return this.o.ops.keys.account; }
 
   async run(): Promise<void> {
-    const { stopping, logger } = this.o;
+    await Promise.all([this.loop('read', () => this.readTurn()), this.loop('retry', () => this.retryTurn())]);
+    await this.o.deliverer.settled();
+  }
+
+  private async loop(name: string, turn: () => Promise<void>): Promise<void> {
+    const { stopping, logger, breaker } = this.o;
+    const failures = new Backoff({ baseMs: 100, maxMs: 5_000 });
     while (!stopping.aborted) {
       try {
-        await this.turn();
-        this.failures.reset();
+        // First turn, or the group vanished (NOGROUP after a restore): creating it is harmless.
+        this.group ??= this.o.ops.ensureGroup().catch((err: unknown) => { this.group = undefined; throw err; });
+        await this.group;
+        if (breaker.opened) await sleep(this.o.breakerPollMs, stopping);
+        else await turn();
+        failures.reset();
       } catch (err) {
         if (stopping.aborted) break;
-        if (String((err as Error).message).includes('NOGROUP')) this.groupReady = false;
-        const delay = this.failures.next();
-        logger.warn({ err, account: this.account, retryInMs: delay }, 'worker loop failed; retrying');
+        if (String((err as Error).message).includes('NOGROUP')) this.group = undefined;
+        const delay = failures.next();
+        logger.warn({ err, account: this.account, loop: name, retryInMs: delay }, 'worker loop failed; retrying');
         await sleep(delay, stopping);
       }
     }
   }
 
-  private async turn(): Promise<void> {
-    const { ops, deliverer, breaker, settings, stopping } = this.o;
-    // First turn, or the group vanished (NOGROUP after a restore): creating it again is harmless.
-    if (!this.groupReady) { await ops.ensureGroup(); this.groupReady = true; }
-    if (breaker.opened) { await sleep(this.o.breakerPollMs, stopping); return; }
-
-    const retries = await ops.claimDueRetries(Date.now(), settings.readBatchSize);
-    const due = parseEntries(retries.due);
-    await ops.ackMissing(due.missing);
-    await deliverer.process(ops, due.entries, false);
-
-    if (Date.now() >= this.nextClaimAt) {
-      this.nextClaimAt = Date.now() + settings.claimIntervalMs;
-      await this.claimOrphans();
-    }
-    if (stopping.aborted || breaker.opened) return;
-
-    // Block no longer than until the next retry is due (any worker may have scheduled it).
-    const nextRetry = retries.nextDueAt;
-    const block = nextRetry === undefined ? settings.readBlockMs : Math.max(1, Math.min(settings.readBlockMs, nextRetry - Date.now()));
+  private async readTurn(): Promise<void> {
+    const { ops, deliverer, settings } = this.o;
     const reading = this.cursor;
     const reply = (await this.o.blocking.xreadgroup('GROUP', settings.group, settings.consumer, 'COUNT', settings.readBatchSize,
-      'BLOCK', block, 'STREAMS', ops.keys.stream, reading)) as ReadReply;
+      'BLOCK', settings.readBlockMs, 'STREAMS', ops.keys.stream, reading)) as ReadReply;
     const raw = reply?.[0]?.[1] ?? [];
     if (reading !== '>') {
       // Re-reading our own pending entries after a restart: skip those waiting for their retry.
       if (raw.length === 0) { this.cursor = '>'; return; }
       this.cursor = raw[raw.length - 1]![0];
       const waiting = await ops.retryScheduled(raw.map(([id]) => id));
-      const parsed = parseEntries(raw.filter(([id]) => !waiting.has(id)));
-      await ops.ackMissing(parsed.missing);
-      await deliverer.process(ops, parsed.entries, false);
+      await this.deliver(raw.filter(([id]) => !waiting.has(id)), false);
       return;
     }
+    await this.deliver(raw, true);
+  }
+
+  private async retryTurn(): Promise<void> {
+    const { ops, settings, stopping } = this.o;
+    const scheduled = this.o.deliverer.takeEarliestRetry(this.account);
+    if (scheduled !== undefined) this.retryCheckAt = Math.min(this.retryCheckAt, scheduled);
+    if (Date.now() >= this.retryCheckAt) {
+      const retries = await ops.claimDueRetries(Date.now(), settings.readBatchSize);
+      this.retryCheckAt = Math.min(retries.nextDueAt ?? Infinity, Date.now() + settings.readBlockMs);
+      await this.deliver(retries.due, false);
+    }
+    if (Date.now() >= this.nextClaimAt) {
+      this.nextClaimAt = Date.now() + settings.claimIntervalMs;
+      await this.claimOrphans();
+    }
+    await sleep(Math.max(1, Math.min(RETRY_TICK_MS, this.retryCheckAt - Date.now())), stopping);
+  }
+
+  private async deliver(raw: RawEntry[], fresh: boolean): Promise<void> {
+    if (raw.length === 0) return;
     const parsed = parseEntries(raw);
-    await ops.ackMissing(parsed.missing);
-    await deliverer.process(ops, parsed.entries, true);
+    await this.o.ops.ackMissing(parsed.missing);
+    await this.o.deliverer.process(this.o.ops, parsed.entries, fresh);
   }
 
   private async claimOrphans(): Promise<void> {
-    const { ops, settings, metrics, logger, deliverer } = this.o;
+    const { ops, settings, metrics, logger } = this.o;
     const claimed = await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize);
     if (claimed.length > 0) {
       metrics.orphansClaimed.inc(claimed.length);
       logger.info({ account: this.account, count: claimed.length }, 'claimed orphaned entries');
-      const parsed = parseEntries(claimed.map(([id, fields]) => [id, fields] as RawEntry));
-      await ops.ackMissing(parsed.missing);
-      await deliverer.process(ops, parsed.entries, false);
+      await this.deliver(claimed.map(([id, fields]) => [id, fields] as RawEntry), false);
     }
     // A live worker reads at least every READ_BLOCK_MS, so one idle for many of those is gone.
     const removed = await ops.removeDeadConsumers(Math.max(settings.claimIdleMs, 10 * settings.readBlockMs));

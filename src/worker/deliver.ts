@@ -49,9 +49,20 @@ export interface DelivererOptions {
 
 export class Deliverer {
   private readonly o: DelivererOptions;
+  /** Acknowledgements and failure records under way: they overlap the next read. */
+  private readonly settling = new Set<Promise<void>>();
+  /** Per account: the earliest retry scheduled since the account's loop last asked. */
+  private readonly earliestRetry = new Map<string, number>();
+  /** Per-email metric series, resolved once: label lookups would cost on every email. */
+  private readonly series;
 
   constructor(options: DelivererOptions) {
     this.o = options;
+    const sink = { sink: options.sink.kind };
+    this.series = {
+      duration: options.metrics.deliveryDuration.labels(sink),
+      endToEnd: options.metrics.endToEndLatency.labels(sink),
+    };
   }
 
   /** `fresh`: read with `>` for the first time, so no failure can be on record yet. */
@@ -69,7 +80,7 @@ export class Deliverer {
       else { inBatch.add(e.key); now.push(e); }
     }
     if (duplicates.length > 0) {
-      await ops.ackDelivered(duplicates);
+      this.track(ops.ackDelivered(duplicates));
       metrics.emailsDeduplicated.inc(duplicates.length);
     }
 
@@ -88,8 +99,31 @@ export class Deliverer {
       if (r.kind === 'delivered') delivered.push(entry);
       else if (r.kind === 'failed') failed.push({ entry, err: r.err, failedAt: r.failedAt });
     });
-    await Promise.all([this.acknowledge(ops, delivered), this.handleFailures(ops, failed, previous)]);
+    // Not awaited: the next read goes out meanwhile. Commands on the command connection run in
+    // order, so the next batch's dedupe check already sees these markers.
+    this.track(this.acknowledge(ops, delivered));
+    this.track(this.handleFailures(ops, failed, previous));
     if (later.length > 0 && !this.o.stopping.aborted) await this.process(ops, later, fresh);
+  }
+
+  /** Resolves when every acknowledgement and failure record sent so far is done. */
+  async settled(): Promise<void> {
+    while (this.settling.size > 0) await Promise.all(this.settling);
+  }
+
+  /** The earliest retry this worker scheduled since the last call, so the loop wakes for it. */
+  takeEarliestRetry(account: string): number | undefined {
+    const at = this.earliestRetry.get(account);
+    this.earliestRetry.delete(account);
+    return at;
+  }
+
+  private track(work: Promise<unknown>): void {
+    const settled: Promise<void> = work.then(() => undefined, (err: unknown) => {
+      // The entries stay pending: a retry or the orphan claimer takes them up again.
+      this.o.logger.warn({ err }, 'acknowledgement or failure record not written');
+    }).finally(() => this.settling.delete(settled));
+    this.settling.add(settled);
   }
 
   private async deliverAll(deliveries: Delivery[]): Promise<Attempt[]> {
@@ -109,7 +143,7 @@ export class Deliverer {
     for (;;) {
       if (stopping.aborted) return { kind: 'abandoned' };
       if (breaker.opened) { await sleep(this.o.breakerPollMs, stopping); continue; }
-      const stopTimer = metrics.deliveryDuration.startTimer({ sink: sink.kind });
+      const stopTimer = this.series.duration.startTimer();
       metrics.inFlight.inc(items.length);
       try {
         await breaker.fire(items, giveUp);
@@ -134,7 +168,7 @@ export class Deliverer {
     const { metrics, sink } = this.o;
     metrics.emailsDelivered.inc({ sink: sink.kind }, delivered.length);
     const now = Date.now();
-    for (const e of delivered) metrics.endToEndLatency.observe({ sink: sink.kind }, Math.max(0, now - appendedAtMs(e.id)) / 1000);
+    for (const e of delivered) this.series.endToEnd.observe(Math.max(0, now - appendedAtMs(e.id)) / 1000);
   }
 
   private async handleFailures(ops: StreamOps, failed: Failure[], previous: Map<string, FailureRecord>): Promise<void> {
@@ -143,6 +177,8 @@ export class Deliverer {
       const decision = decideAfterFailure(err, previous.get(entry.id), { now: failedAt, consumer: this.o.consumer, settings: this.o.retry });
       const log = { entryId: entry.id, account: ops.keys.account, attempts: decision.record.attempts, error: decision.record.lastError };
       if (decision.kind === 'retry') {
+        const account = ops.keys.account;
+        this.earliestRetry.set(account, Math.min(this.earliestRetry.get(account) ?? Infinity, decision.dueAt));
         await ops.recordFailure(entry.id, decision.record, decision.dueAt);
         metrics.emailsRetried.inc({ sink: sink.kind });
         logger.warn({ ...log, retryInMs: decision.dueAt - Date.now() }, 'delivery failed; retry scheduled');

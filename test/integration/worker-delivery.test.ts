@@ -42,7 +42,7 @@ async function worker(prefix: string, sinkUrl: string, extra: Record<string, str
     HTTP_PORT: String(port), READ_BLOCK_MS: '200', RETRY_BASE_MS: '200', ...extra,
   });
   daemons.push(daemon);
-  await daemon.waitForLog((l) => l.msg === 'worker consuming', 'worker start');
+  await daemon.waitForLog((l) => l.msg === 'worker started', 'worker start');
   return { daemon, port };
 }
 
