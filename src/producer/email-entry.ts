@@ -2,10 +2,14 @@
 // parse threads, so it is pure: raw bytes and IMAP metadata in, the serialised entry out.
 // Attachment content never leaves this function, only its metadata and sha256.
 import { createHash } from 'node:crypto';
-import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
+import type { AddressObject } from 'mailparser';
 import { ENTRY_VERSION, type Address, type EmailEntry } from '../core/entry.ts';
 import type { PreparedEntry } from './stream-append.ts';
-import { findStructuralProblems, rawHeaderBlock, rawHeaderValue } from './raw-headers.ts';
+import { parseMailStream, type ParsedMail } from './parse-mail.ts';
+import { findStructuralProblems, HEAD_LIMIT, headerBlock, multipartBoundary, rawHeaderBlock, rawHeaderValue } from './raw-headers.ts';
+
+/** Slices a whole message is fed in, so the parser's own buffers stay small. */
+const FEED_CHUNK = 64 * 1024;
 
 export interface FetchMeta {
   account: string;
@@ -53,10 +57,11 @@ function stripBrackets(id: string | null | undefined): string | null {
   return trimmed ? trimmed : null;
 }
 
-export function idempotencyKey(raw: Buffer, messageId: string | null, gmailMsgId: string | undefined): Pick<EmailEntry, 'key' | 'keySource'> {
+/** `contentHash`: sha256 (hex) of the raw message, the key of last resort. */
+export function idempotencyKey(contentHash: string, messageId: string | null, gmailMsgId: string | undefined): Pick<EmailEntry, 'key' | 'keySource'> {
   if (gmailMsgId) return { key: `gmail:${gmailMsgId}`, keySource: 'gmail-msgid' };
   if (messageId) return { key: messageId, keySource: 'message-id' };
-  return { key: createHash('sha256').update(raw).digest('hex'), keySource: 'content-hash' };
+  return { key: contentHash, keySource: 'content-hash' };
 }
 
 function chosenHeaders(lines: ReadonlyArray<{ key: string; line: string }>): Record<string, string> {
@@ -69,10 +74,10 @@ function chosenHeaders(lines: ReadonlyArray<{ key: string; line: string }>): Rec
   return out;
 }
 
-function baseEntry(raw: Buffer, meta: FetchMeta, messageId: string | null): EmailEntry {
+function baseEntry(contentHash: string, meta: FetchMeta, messageId: string | null): EmailEntry {
   return {
     v: ENTRY_VERSION,
-    ...idempotencyKey(raw, messageId, meta.gmail?.msgId),
+    ...idempotencyKey(contentHash, messageId, meta.gmail?.msgId),
     account: meta.account,
     mailbox: meta.mailbox,
     uidValidity: meta.uidValidity,
@@ -93,57 +98,121 @@ function baseEntry(raw: Buffer, meta: FetchMeta, messageId: string | null): Emai
   };
 }
 
-function fromParsed(entry: EmailEntry, parsed: ParsedMail, raw: Buffer, options: EntryOptions): void {
-  const rawDate = rawHeaderValue(raw, 'date');
+function header<T>(parsed: ParsedMail, name: string): T | undefined {
+  return parsed.headers.get(name) as T | undefined;
+}
+
+function fromParsed(entry: EmailEntry, parsed: ParsedMail, head: Buffer, options: EntryOptions): void {
+  const rawDate = rawHeaderValue(head, 'date');
+  const date = header<Date>(parsed, 'date');
   // mailparser replaces an unreadable Date with "now"; an entry must not invent one.
-  const dateOk = rawDate !== null && !Number.isNaN(Date.parse(rawDate)) && parsed.date instanceof Date;
+  const dateOk = rawDate !== null && !Number.isNaN(Date.parse(rawDate)) && date instanceof Date;
+  const subject = header<string>(parsed, 'subject');
   entry.envelope = {
-    date: dateOk ? parsed.date!.toISOString() : null,
-    subject: parsed.subject ?? null,
-    from: addresses(parsed.from),
-    to: addresses(parsed.to),
-    cc: addresses(parsed.cc),
-    bcc: addresses(parsed.bcc),
-    replyTo: addresses(parsed.replyTo),
-    inReplyTo: stripBrackets(parsed.inReplyTo),
+    date: dateOk ? date.toISOString() : null,
+    subject: typeof subject === 'string' ? subject : null,
+    from: addresses(header(parsed, 'from')),
+    to: addresses(header(parsed, 'to')),
+    cc: addresses(header(parsed, 'cc')),
+    bcc: addresses(header(parsed, 'bcc')),
+    replyTo: addresses(header(parsed, 'reply-to')),
+    inReplyTo: stripBrackets(header<string>(parsed, 'in-reply-to')),
   };
   entry.headers = chosenHeaders(parsed.headerLines);
-  const text = cut(parsed.text ?? null, options.maxBodyBytes);
-  const html = cut(typeof parsed.html === 'string' ? parsed.html : null, options.maxBodyBytes);
+  const text = cut(parsed.text, options.maxBodyBytes);
+  const html = cut(parsed.html, options.maxBodyBytes);
   entry.text = text.value;
   entry.textTruncated = text.truncated;
   entry.html = html.value;
   entry.htmlTruncated = html.truncated;
-  entry.attachments = parsed.attachments.map((a) => ({
-    filename: a.filename ?? null,
-    contentType: a.contentType,
-    size: a.size ?? a.content.length,
-    sha256: createHash('sha256').update(a.content).digest('hex'),
-    contentId: a.contentId ?? null,
-    disposition: a.contentDisposition ?? null,
-  }));
+  entry.attachments = parsed.attachments;
 }
 
-/** Parses one message; a message mailparser cannot read still yields an entry, with parseError. */
-export async function buildEntry(raw: Buffer, meta: FetchMeta, options: EntryOptions): Promise<PreparedEntry> {
-  let entry: EmailEntry;
-  try {
-    const parsed = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true, skipTextLinks: true });
-    entry = baseEntry(raw, meta, stripBrackets(parsed.messageId));
-    fromParsed(entry, parsed, raw, options);
-    const problems = findStructuralProblems(raw);
-    if (problems.length > 0) entry.parseError = `malformed message: ${problems.join('; ')}`;
-  } catch (err) {
-    entry = baseEntry(raw, meta, stripBrackets(rawHeaderValue(raw, 'message-id')));
-    entry.headers = { raw: rawHeaderBlock(raw).toString('utf8') };
-    entry.parseError = `mailparser failed: ${(err as Error).message}`;
+/**
+ * Builds an entry from a message fed in chunks (a huge message streams through without ever
+ * being whole in memory); a message mailparser cannot read still yields an entry, with parseError.
+ */
+export class EntryBuilder {
+  private readonly meta: FetchMeta;
+  private readonly options: EntryOptions;
+  private readonly hash = createHash('sha256');
+  private readonly parsing: Promise<ParsedMail>;
+  private readonly feed: (chunk: Buffer | null) => void;
+  private head = Buffer.alloc(0);
+  private written = 0;
+  private marker: Buffer | null | undefined;
+  private tail = Buffer.alloc(0);
+  private closingSeen = false;
+
+  constructor(meta: FetchMeta, options: EntryOptions) {
+    this.meta = meta;
+    this.options = options;
+    const stream = parseMailStream();
+    this.parsing = stream.result;
+    this.parsing.catch(() => undefined); // reported by finish()
+    this.feed = stream.feed;
   }
-  const internalDateMs = meta.internalDate ? Date.parse(meta.internalDate) : 0;
-  return {
-    uid: meta.uid,
-    key: entry.key,
-    email: JSON.stringify(entry),
-    internalDateMs: Number.isNaN(internalDateMs) ? 0 : internalDateMs,
-    parseError: entry.parseError !== undefined,
-  };
+
+  write(chunk: Buffer): void {
+    this.hash.update(chunk);
+    const before = this.written;
+    this.written += chunk.length;
+    if (this.head.length < HEAD_LIMIT) this.head = Buffer.concat([this.head, chunk.subarray(0, HEAD_LIMIT - this.head.length)]);
+    if (this.marker !== undefined) this.scanForClosingBoundary(chunk);
+    else if (headerBlock(this.head).complete) {
+      this.setMarker();
+      // Everything seen so far: the head, and whatever of this chunk lies beyond it.
+      this.scanForClosingBoundary(Buffer.concat([this.head, chunk.subarray(Math.max(0, HEAD_LIMIT - before))]));
+    }
+    this.feed(chunk);
+  }
+
+  private setMarker(): void {
+    const boundary = multipartBoundary(this.head);
+    this.marker = boundary === undefined ? null : Buffer.from(`--${boundary}--`);
+  }
+
+  /** Looks for the final `--boundary--` across chunk edges, keeping only a short tail. */
+  private scanForClosingBoundary(chunk: Buffer): void {
+    if (!this.marker || this.closingSeen) return;
+    const window = Buffer.concat([this.tail, chunk]);
+    if (window.includes(this.marker)) this.closingSeen = true;
+    this.tail = window.subarray(Math.max(0, window.length - this.marker.length));
+  }
+
+  async finish(): Promise<PreparedEntry> {
+    this.feed(null);
+    if (this.marker === undefined) {
+      this.setMarker();
+      this.scanForClosingBoundary(this.head);
+    }
+    const contentHash = this.hash.digest('hex');
+    let entry: EmailEntry;
+    try {
+      const parsed = await this.parsing;
+      entry = baseEntry(contentHash, this.meta, stripBrackets(header<string>(parsed, 'message-id')));
+      fromParsed(entry, parsed, this.head, this.options);
+      const problems = findStructuralProblems(this.head, this.closingSeen);
+      if (problems.length > 0) entry.parseError = `malformed message: ${problems.join('; ')}`;
+    } catch (err) {
+      entry = baseEntry(contentHash, this.meta, stripBrackets(rawHeaderValue(this.head, 'message-id')));
+      entry.headers = { raw: rawHeaderBlock(this.head).toString('utf8') };
+      entry.parseError = `mailparser failed: ${(err as Error).message}`;
+    }
+    const internalDateMs = this.meta.internalDate ? Date.parse(this.meta.internalDate) : 0;
+    return {
+      uid: this.meta.uid,
+      key: entry.key,
+      email: JSON.stringify(entry),
+      internalDateMs: Number.isNaN(internalDateMs) ? 0 : internalDateMs,
+      parseError: entry.parseError !== undefined,
+    };
+  }
+}
+
+/** Parses one whole message. */
+export function buildEntry(raw: Buffer, meta: FetchMeta, options: EntryOptions): Promise<PreparedEntry> {
+  const builder = new EntryBuilder(meta, options);
+  for (let offset = 0; offset < raw.length; offset += FEED_CHUNK) builder.write(raw.subarray(offset, offset + FEED_CHUNK));
+  return builder.finish();
 }

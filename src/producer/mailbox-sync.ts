@@ -1,7 +1,7 @@
 // Fetches every message above a UID, in UID order and in batches, and appends each batch in one
 // atomic step. Fetching batch N+1 overlaps parsing (on the parse threads) and appending batch N;
-// at most two batches are in memory, and a batch is also cut by size, so huge messages do not
-// pile up.
+// at most two batches are in memory, a batch is also cut by size, and large batches do not
+// overlap, so huge messages do not pile up.
 import type { FetchMessageObject, ImapFlow } from 'imapflow';
 import type { FetchMeta } from './email-entry.ts';
 import type { AccountContext } from './mailbox-context.ts';
@@ -10,7 +10,10 @@ import type { PreparedEntry } from './stream-append.ts';
 import type { PauseReason } from './stream-gate.ts';
 
 /** Bytes of raw mail one batch may hold (besides FETCH_BATCH_SIZE). */
-const BATCH_BYTES = 32 * 1024 * 1024;
+const BATCH_BYTES = 24 * 1024 * 1024;
+/** Messages this large are streamed (partial fetches) to a parse thread, alone in their batch. */
+export const HUGE_BYTES = 4 * 1024 * 1024;
+const DOWNLOAD_CHUNK = 512 * 1024;
 
 export interface SyncProgress {
   /** After each appended batch: the new lastUid. */
@@ -42,7 +45,8 @@ export function cutBatches(listed: readonly Listed[], maxCount: number, maxBytes
   let current: Listed[] = [];
   let bytes = 0;
   for (const item of listed) {
-    if (current.length > 0 && (current.length >= maxCount || bytes + item.size > maxBytes)) {
+    const alone = item.size >= HUGE_BYTES || current.some((m) => m.size >= HUGE_BYTES);
+    if (current.length > 0 && (alone || current.length >= maxCount || bytes + item.size > maxBytes)) {
       batches.push(current);
       current = [];
       bytes = 0;
@@ -77,6 +81,29 @@ function metaOf(ctx: AccountContext, box: OpenedMailbox, msg: FetchMessageObject
   };
 }
 
+function metaQuery(gmail: boolean) {
+  return { uid: true, flags: true, internalDate: true, size: true, ...(gmail ? { threadId: true, labels: true } : {}) };
+}
+
+async function fetchWhole(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, batch: readonly Listed[], gmail: boolean): Promise<Array<Promise<PreparedEntry>>> {
+  const parsing: Array<Promise<PreparedEntry>> = [];
+  for await (const msg of client.fetch(uidSet(batch.map((b) => b.uid)), { ...metaQuery(gmail), source: true }, { uid: true })) {
+    if (msg.source) parsing.push(ctx.pool.parse(msg.source, metaOf(ctx, box, msg, gmail)));
+  }
+  return parsing;
+}
+
+/** A huge message: metadata first, then the raw message in partial fetches straight to a parse thread. */
+async function streamHuge(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, uid: number, gmail: boolean): Promise<Array<Promise<PreparedEntry>>> {
+  const msg = await client.fetchOne(String(uid), metaQuery(gmail), { uid: true });
+  if (!msg) return [];
+  const download = await client.download(String(uid), undefined, { uid: true, chunkSize: DOWNLOAD_CHUNK });
+  if (!download.content) return [];
+  const parse = ctx.pool.parseStream(metaOf(ctx, box, msg, gmail));
+  for await (const chunk of download.content) parse.write(chunk as Buffer);
+  return [parse.end()];
+}
+
 export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, afterUid: number, fencingToken: string, progress: SyncProgress): Promise<SyncResult> {
   const result: SyncResult = { fetched: 0, appended: 0, skipped: 0, lastUid: afterUid };
   const listed = await listNewUids(client, afterUid);
@@ -84,7 +111,6 @@ export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: Op
   if (listed.length === 0) return result;
 
   const gmail = client.capabilities.has('X-GM-EXT-1');
-  const query = { uid: true, flags: true, internalDate: true, size: true, source: true, ...(gmail ? { threadId: true, labels: true } : {}) };
   const labels = { mailbox: box.path };
   let appending: Promise<void> | undefined;
   let inFlight = 0;
@@ -93,12 +119,13 @@ export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: Op
     if (progress.signal.aborted) break;
     await ctx.gate?.waitForRoom(box.path, inFlight + batch.length, progress.signal, progress.onPause);
     if (progress.signal.aborted) break;
+    // Two batches of huge messages in memory at once would cost more than the overlap gains.
+    const bytes = batch.reduce((sum, m) => sum + m.size, 0);
+    if (appending && bytes > BATCH_BYTES / 4) await appending;
     const endFetch = ctx.metrics.fetchDuration.startTimer(labels);
-    const parsing: Array<Promise<PreparedEntry>> = [];
-    for await (const msg of client.fetch(uidSet(batch.map((b) => b.uid)), query, { uid: true })) {
-      if (!msg.source) continue;
-      parsing.push(ctx.pool.parse(msg.source, metaOf(ctx, box, msg, gmail)));
-    }
+    const parsing = batch[0]!.size >= HUGE_BYTES
+      ? await streamHuge(ctx, client, box, batch[0]!.uid, gmail)
+      : await fetchWhole(ctx, client, box, batch, gmail);
     endFetch();
     progress.onResponse();
     ctx.metrics.emailsFetched.inc(labels, parsing.length);

@@ -4,16 +4,32 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { EntryOptions, FetchMeta } from './email-entry.ts';
+import type { ParseJob } from './parse-worker.ts';
 import type { PreparedEntry } from './stream-append.ts';
 
 interface Job { resolve: (e: PreparedEntry) => void; reject: (err: Error) => void }
 
 interface Thread { worker: Worker; jobs: Map<number, Job> }
 
+/** A huge message fed to a parse thread chunk by chunk, never whole in memory. */
+export interface StreamedParse {
+  write(chunk: Buffer): void;
+  end(): Promise<PreparedEntry>;
+}
+
 export interface ParsePool {
   parse(raw: Buffer, meta: FetchMeta): Promise<PreparedEntry>;
+  parseStream(meta: FetchMeta): StreamedParse;
   readonly threads: number;
   close(): Promise<void>;
+}
+
+const view = (buffer: Buffer) => new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+
+/** A buffer that owns its whole memory moves to the thread without a copy (and leaves ours at once). */
+function movable(buffer: Buffer): ArrayBuffer[] {
+  const owns = buffer.byteOffset === 0 && buffer.byteLength === buffer.buffer.byteLength && !(buffer.buffer instanceof SharedArrayBuffer);
+  return owns ? [buffer.buffer as ArrayBuffer] : [];
 }
 
 /** PARSE_THREADS=0: one per core beyond the main thread, at least one. */
@@ -27,7 +43,10 @@ export function createParsePool(threads: number, options: EntryOptions): ParsePo
   const pool: Thread[] = [];
 
   const spawn = (): Thread => {
-    const thread: Thread = { worker: new Worker(new URL('./parse-worker.ts', import.meta.url), { workerData: options }), jobs: new Map() };
+    // A small young generation keeps the thread's footprint low: with it, a 25 MB attachment kept
+    // the whole producer near 250 MB RSS, with V8's default near 300 MB.
+    const worker = new Worker(new URL('./parse-worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+    const thread: Thread = { worker, jobs: new Map() };
     thread.worker.on('message', (msg: { id: number; entry?: PreparedEntry; error?: string }) => {
       const job = thread.jobs.get(msg.id);
       thread.jobs.delete(msg.id);
@@ -46,18 +65,30 @@ export function createParsePool(threads: number, options: EntryOptions): ParsePo
   };
   for (let i = 0; i < threads; i++) pool.push(spawn());
 
+  /** A job slot on the least-busy thread. */
+  const enqueue = () => {
+    const thread = pool.reduce((best, t) => (t.jobs.size < best.jobs.size ? t : best), pool[0]!);
+    const id = nextId++;
+    const done = new Promise<PreparedEntry>((resolve, reject) => thread.jobs.set(id, { resolve, reject }));
+    return { thread, id, done };
+  };
+
   return {
     threads,
     parse(raw, meta) {
-      const thread = pool.reduce((best, t) => (t.jobs.size < best.jobs.size ? t : best), pool[0]!);
-      const id = nextId++;
-      return new Promise<PreparedEntry>((resolve, reject) => {
-        thread.jobs.set(id, { resolve, reject });
-        // A buffer that owns its whole memory moves to the thread without a copy.
-        const owns = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && !(raw.buffer instanceof SharedArrayBuffer);
-        const view = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
-        thread.worker.postMessage({ id, raw: view, meta }, owns ? [raw.buffer as ArrayBuffer] : []);
-      });
+      const { thread, id, done } = enqueue();
+      // A buffer that owns its whole memory moves to the thread without a copy.
+      thread.worker.postMessage({ kind: 'whole', id, raw: view(raw), meta } satisfies ParseJob, movable(raw));
+      return done;
+    },
+    parseStream(meta) {
+      const { thread, id, done } = enqueue();
+      const post = (job: ParseJob) => thread.worker.postMessage(job);
+      post({ kind: 'begin', id, meta });
+      return {
+        write: (chunk) => thread.worker.postMessage({ kind: 'chunk', id, chunk: view(chunk) } satisfies ParseJob, movable(chunk)),
+        end: () => { post({ kind: 'end', id }); return done; },
+      };
     },
     async close() {
       closing = true;

@@ -1,6 +1,8 @@
 // The producer end to end through its CLI: TLS + XOAUTH2 against the private Dovecot, two
 // mailboxes at once, 1,000 mixed messages exactly once and in UID order, malformed mail kept with
 // parseError, new mail through IDLE and through polling.
+import { createHash } from 'node:crypto';
+import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
@@ -132,5 +134,25 @@ describe('producer', () => {
     expect(result.stderr).toMatch(/dry run: nothing written/);
     expect(await redis.dbsize()).toBe(before);
     expect(await redis.keys(`${env.MAILSTREAM_PREFIX}*`)).toEqual([]);
+  });
+
+  it('streams a huge message to the parser: attachment metadata and sha256 in the entry, content kept out', async () => {
+    const huge = generateCorpus(1, { seed: 24, tag: 'huge', hugeBytes: 6 * 1024 * 1024, mix: { huge: 1, plain: 0, alternative: 0, attachment: 0, charset: 0, malformed: 0, 'no-message-id': 0 } });
+    const around = generateCorpus(4, { seed: 25, tag: 'around-huge' });
+    const mails = [around[0]!, around[1]!, huge[0]!, around[2]!, around[3]!];
+    dovecot.seed(USER, 'Huge', mails.map((m) => m.raw));
+    const env = producerEnv({ redisUrl: redisServer.url, dovecot, oauth, mailboxes: ['Huge'], extra: { START_FROM: 'all' } });
+    const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
+    const daemon = startDaemon(['producer'], env);
+    await eventually(async () => (await redis.xlen(keys.stream)) === 5, { what: 'five entries' });
+    const entries = await readEntries(redis, keys.stream);
+    expect(entries.map((e) => e.messageId)).toEqual(mails.map((m) => m.messageId));
+    const big = entries[2]!;
+    const expected = (await simpleParser(huge[0]!.raw)).attachments.map((a) => ({ size: a.content.length, sha256: createHash('sha256').update(a.content).digest('hex') }));
+    expect(big.attachments.map((a) => ({ size: a.size, sha256: a.sha256 }))).toEqual(expected);
+    expect(big.parseError).toBeUndefined();
+    const [, fields] = (await redis.xrange(keys.stream, '-', '+'))[2]!;
+    expect(fields[3]!.length).toBeLessThan(64 * 1024);
+    expect(await daemon.stop()).toBe(0);
   });
 });
