@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { spawnTracked, stopProcess, type Tracked } from './processes.ts';
+import { clusterNodesFor } from './test-redis.ts';
 
 export const BIN = fileURLToPath(new URL('../../bin/mailstream.js', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -11,6 +12,9 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export function baseEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'info' };
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  // A REDIS_URL of a test cluster (MAILSTREAM_TEST_REDIS=cluster) brings the cluster's nodes along.
+  const clusterNodes = env.REDIS_URL && !env.REDIS_CLUSTER_NODES ? clusterNodesFor(env.REDIS_URL) : undefined;
+  if (clusterNodes) env.REDIS_CLUSTER_NODES = clusterNodes;
   return env;
 }
 
