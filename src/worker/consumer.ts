@@ -81,7 +81,7 @@ export class AccountConsumer {
   }
 
   private async readTurn(): Promise<void> {
-    const { ops, deliverer, settings } = this.o;
+    const { ops, settings } = this.o;
     const reading = this.cursor;
     const reply = (await this.o.blocking.xreadgroup('GROUP', settings.group, settings.consumer, 'COUNT', settings.readBatchSize,
       'BLOCK', settings.readBlockMs, 'STREAMS', ops.keys.stream, reading)) as ReadReply;
@@ -125,7 +125,10 @@ export class AccountConsumer {
     const claimed = await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize);
     if (claimed.length > 0) {
       metrics.orphansClaimed.inc(claimed.length);
-      logger.info({ account: this.account, count: claimed.length }, 'claimed orphaned entries');
+      // A high delivery count means these entries were handed out again and again without an
+      // outcome: a worker dying on them is worth an operator's look.
+      const maxDeliveries = Math.max(...claimed.map(([, , deliveries]) => deliveries));
+      logger.info({ account: this.account, count: claimed.length, maxDeliveries }, 'claimed orphaned entries');
       await this.deliver(claimed.map(([id, fields]) => [id, fields] as RawEntry), false);
     }
     // A live worker reads at least every READ_BLOCK_MS, so one idle for many of those is gone.
