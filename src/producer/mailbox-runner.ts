@@ -164,9 +164,11 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
   async function run(): Promise<void> {
     while (!stopper.signal.aborted) {
       let wait = 0;
+      let failure: unknown;
       try {
         await session();
       } catch (err) {
+        failure = err;
         if (err instanceof LeaseLostError) {
           log.warn('lease lost: another producer owns this mailbox now; stopping it here');
           setState('lease-lost');
@@ -182,7 +184,9 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
         client = undefined;
         status.connected = false;
         ctx.metrics.imapConnected.set(labels, 0);
-        if (done) await done.logout().catch(() => done.close());
+        // LOGOUT only on a healthy connection; a failed one may never answer it.
+        if (done && failure === undefined) await done.logout().catch(() => done.close());
+        else done?.close();
       }
       if (stopper.signal.aborted) break;
       status.reconnects += 1;

@@ -6,12 +6,14 @@ import type { ImapFlow } from 'imapflow';
 import { sleep } from '../core/backoff.ts';
 import type { SyncSettings } from './mailbox-context.ts';
 
-/** How long a NOOP may take before the connection is declared dead. */
-export const LIVENESS_TIMEOUT_MS = 30_000;
+/** How long a NOOP may take before the connection is declared dead: NOOP_INTERVAL_MS, within 2-30 s. */
+export function livenessTimeout(settings: SyncSettings): number {
+  return Math.min(30_000, Math.max(2_000, settings.noopIntervalMs));
+}
 
 export class ImapLivenessError extends Error {
-  constructor(mailbox: string) {
-    super(`IMAP server did not answer a NOOP on ${mailbox} within ${LIVENESS_TIMEOUT_MS / 1000} s`);
+  constructor(mailbox: string, timeoutMs: number) {
+    super(`IMAP server did not answer a NOOP on ${mailbox} within ${timeoutMs / 1000} s`);
     this.name = 'ImapLivenessError';
   }
 }
@@ -34,12 +36,12 @@ export function wakeInterval(settings: SyncSettings, idle: boolean): number {
   return idle ? Math.min(settings.pollIntervalMs, settings.noopIntervalMs, settings.idleRestartMs) : settings.pollIntervalMs;
 }
 
-async function noopInTime(client: ImapFlow, mailbox: string): Promise<void> {
+async function noopInTime(client: ImapFlow, mailbox: string, timeoutMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
       client.noop(),
-      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ImapLivenessError(mailbox)), LIVENESS_TIMEOUT_MS); }),
+      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ImapLivenessError(mailbox, timeoutMs)), timeoutMs); }),
     ]);
   } finally {
     clearTimeout(timer);
@@ -59,7 +61,7 @@ export async function waitForNewMail(client: ImapFlow, mailbox: string, settings
   timerStop.abort();
   if (reason === 'closed' || !client.usable) return 'closed';
   // Any command ends IDLE; a NOOP also proves the server still answers.
-  await noopInTime(client, mailbox);
+  await noopInTime(client, mailbox, livenessTimeout(settings));
   await idling;
   return reason;
 }
