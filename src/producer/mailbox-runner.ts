@@ -66,6 +66,7 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
   };
   let loop: Promise<void> | undefined;
   let client: ImapFlow | undefined;
+  let loggingIn: ImapFlow | undefined;
   let lastLoggedError = '';
   ctx.metrics.imapConnected.set(labels, 0);
   ctx.metrics.imapReconnects.inc(labels, 0);
@@ -89,10 +90,19 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
   const connect = async (): Promise<ImapFlow> => {
     const attempt = () => connectImap(ctx.account, {
       tokens: ctx.tokens,
-      onClient: (c) => c.on('error', (err: Error) => log.debug({ err }, 'imap connection error')),
+      onClient: (c) => {
+        c.on('error', (err: Error) => log.debug({ err }, 'imap connection error'));
+        loggingIn = c;
+      },
     });
-    return options.imapBreaker ? options.imapBreaker.fire(attempt) : attempt();
+    try {
+      return await (options.imapBreaker ? options.imapBreaker.fire(attempt) : attempt());
+    } finally {
+      loggingIn = undefined;
+    }
   };
+  // A stop must not wait out a login to a server that does not answer.
+  stopper.signal.addEventListener('abort', () => loggingIn?.close(), { once: true });
 
   async function session(): Promise<void> {
     setState('connecting');

@@ -53,4 +53,24 @@ describe('producer killed with SIGKILL mid-sync', () => {
       expect(await restarted.stop()).toBe(0);
     });
   }
+
+  it('SIGTERM mid-sync exits 0 after the batch in hand, and a restart continues without loss or repeats', async () => {
+    const corpus = generateCorpus(400, { seed: 33, tag: 'sigterm' });
+    dovecot.seed(USER, 'Graceful', corpus.map((m) => m.raw));
+    const env = producerEnv({ redisUrl: redisServer.url, dovecot, mailboxes: ['Graceful'], extra: { START_FROM: 'all', FETCH_BATCH_SIZE: '20' } });
+    const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
+    const first = startDaemon(['producer'], env);
+    await eventually(async () => (await redis.xlen(keys.stream)) >= 40, { what: 'a few batches', intervalMs: 10 });
+    expect(await first.stop('SIGTERM')).toBe(0);
+    expect(first.logs().some((l) => l.msg === 'stopped')).toBe(true);
+    // Whatever was appended is what the state says was read: nothing half-done.
+    const appended = await redis.xlen(keys.stream);
+    expect(Number(await redis.hget(keys.mailbox('Graceful'), 'lastUid'))).toBe(appended);
+
+    const second = startDaemon(['producer'], env);
+    await eventually(async () => Number(await redis.hget(keys.mailbox('Graceful'), 'lastUid')) === corpus.length, { what: 'the whole mailbox' });
+    const entries = await readEntries(redis, keys.stream);
+    expect(entries.map((e) => e.uid)).toEqual(corpus.map((_, i) => i + 1));
+    expect(await second.stop()).toBe(0);
+  });
 });
