@@ -2,6 +2,7 @@
 // run on the same messages. Prints a table and writes bench/results/<timestamp>.json and
 // bench/results/latest.json. `--quick` uses small numbers (for a smoke test of the bench itself);
 // `--only worker,producer,latency` runs some sections; `--results-dir DIR` writes elsewhere.
+import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchLatency } from './latency.ts';
@@ -27,6 +28,9 @@ async function main(): Promise<void> {
   const dir = values['results-dir'] ?? fileURLToPath(new URL('./results/', import.meta.url));
   const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
+  // Every figure is relative to this machine at this moment: say how busy it was.
+  const load = () => loadavg()[0]!.toFixed(1);
+  log(`${availableParallelism()} cores, load average ${load()} at start`);
   const results: BenchResult[] = [];
   if (only.includes('worker')) results.push(...await benchWorker({ entries: size.workerEntries, scaling: size.workerProcesses, log }));
   if (only.includes('producer')) results.push(...await benchProducer({ emails: size.producerEmails, log }));
@@ -35,7 +39,8 @@ async function main(): Promise<void> {
   process.stdout.write(formatTable(results));
   const path = writeResults(dir, results);
   const missed = results.filter((r) => r.met === false).map((r) => r.name);
-  process.stdout.write(`\nwritten: ${path}\n${missed.length ? `targets missed: ${missed.join(', ')}` : 'every target met'}\n`);
+  process.stdout.write(`\nload average ${load()} at the end (${availableParallelism()} cores); on a busy machine, run it again\n`);
+  process.stdout.write(`written: ${path}\n${missed.length ? `targets missed: ${missed.join(', ')}` : 'every target met'}\n`);
 }
 
 main().catch((err: unknown) => {
