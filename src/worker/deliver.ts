@@ -80,7 +80,7 @@ export class Deliverer {
       else { inBatch.add(e.key); now.push(e); }
     }
     if (duplicates.length > 0) {
-      this.track(ops.ackDelivered(duplicates));
+      this.track(ops.ackDelivered(duplicates, !fresh));
       metrics.emailsDeduplicated.inc(duplicates.length);
     }
 
@@ -90,7 +90,8 @@ export class Deliverer {
       raw.forEach((r, i) => { const rec = parseFailureRecord(r); if (rec) previous.set(now[i]!.id, rec); });
     }
     const deliveries: Delivery[] = now.map((e) => ({ ...e, account: ops.keys.account, previousAttempts: previous.get(e.id)?.attempts ?? 0 }));
-    const results = await this.deliverAll(deliveries);
+    // Entries seen before (retries, orphans) go first: their schedule is already running late.
+    const results = await this.deliverAll(deliveries, !fresh);
 
     const delivered: StreamEntry[] = [];
     const failed: Failure[] = [];
@@ -101,7 +102,7 @@ export class Deliverer {
     });
     // Not awaited: the next read goes out meanwhile. Commands on the command connection run in
     // order, so the next batch's dedupe check already sees these markers.
-    this.track(this.acknowledge(ops, delivered));
+    this.track(this.acknowledge(ops, delivered, !fresh));
     this.track(this.handleFailures(ops, failed, previous));
     if (later.length > 0 && !this.o.stopping.aborted) await this.process(ops, later, fresh);
   }
@@ -126,15 +127,14 @@ export class Deliverer {
     this.settling.add(settled);
   }
 
-  private async deliverAll(deliveries: Delivery[]): Promise<Attempt[]> {
+  private async deliverAll(deliveries: Delivery[], urgent: boolean): Promise<Attempt[]> {
     if (deliveries.length === 0) return [];
     const { sink, limiter } = this.o;
-    if (sink.mode === 'each') return Promise.all(deliveries.map((d) => limiter.run(() => this.attempt([d]))));
-    const whole = await limiter.run(() => this.attempt(deliveries));
+    const each = () => Promise.all(deliveries.map((d) => limiter.run(() => this.attempt([d]), urgent)));
+    if (sink.mode === 'each') return each();
+    const whole = await limiter.run(() => this.attempt(deliveries), urgent);
     // One bad email refuses a whole batch write: try them one by one to find it.
-    if (whole.kind === 'failed' && isPermanent(whole.err) && deliveries.length > 1) {
-      return Promise.all(deliveries.map((d) => limiter.run(() => this.attempt([d]))));
-    }
+    if (whole.kind === 'failed' && isPermanent(whole.err) && deliveries.length > 1) return each();
     return deliveries.map(() => whole);
   }
 
@@ -162,9 +162,9 @@ export class Deliverer {
     }
   }
 
-  private async acknowledge(ops: StreamOps, delivered: StreamEntry[]): Promise<void> {
+  private async acknowledge(ops: StreamOps, delivered: StreamEntry[], retried: boolean): Promise<void> {
     if (delivered.length === 0) return;
-    await ops.ackDelivered(delivered);
+    await ops.ackDelivered(delivered, retried);
     const { metrics, sink } = this.o;
     metrics.emailsDelivered.inc({ sink: sink.kind }, delivered.length);
     const now = Date.now();

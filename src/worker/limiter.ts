@@ -10,10 +10,11 @@ export class Limiter {
 
   get inFlight(): number { return this.active; }
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
+  /** `urgent` tasks (retries due now, claimed orphans) go before everything already waiting. */
+  async run<T>(task: () => Promise<T>, urgent = false): Promise<T> {
     // A finishing task hands its slot straight to the next waiter, so nothing can slip in between.
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active += 1;
+    if (this.active < this.limit) this.active += 1;
+    else await new Promise<void>((resolve) => { if (urgent) this.waiting.unshift(resolve); else this.waiting.push(resolve); });
     try {
       return await task();
     } finally {

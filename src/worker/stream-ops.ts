@@ -9,7 +9,6 @@ import type { DeadLetterReason, FailureRecord } from './retry-policy.ts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    ackDelivered(stream: string, marker: string, failures: string, retries: string, group: string, id: string, ttlSeconds: number): Result<number, Context>;
     recordFailure(failures: string, retries: string, id: string, record: string, dueAt: number): Result<number, Context>;
     moveToDlq(stream: string, dlq: string, failures: string, retries: string, group: string, id: string, ...fields: string[]): Result<string | null, Context>;
     claimDueRetries(stream: string, retries: string, group: string, consumer: string, now: number, count: number): Result<[RawEntry[], string | null], Context>;
@@ -59,10 +58,22 @@ export class StreamOps {
     return done;
   }
 
-  /** Marks and acknowledges; the calls of one batch share a round trip (auto-pipelining). */
-  ackDelivered(entries: readonly StreamEntry[]): Promise<number[]> {
+  /**
+   * Marks the keys delivered and acknowledges the entries in one MULTI/EXEC: as atomic as a
+   * script (a crash never leaves an acknowledged entry without its marker), but one transaction
+   * per batch instead of a script call per email. `retried`: some may have failure records.
+   */
+  async ackDelivered(entries: readonly StreamEntry[], retried: boolean): Promise<void> {
+    if (entries.length === 0) return;
     const k = this.keys;
-    return Promise.all(entries.map((e) => this.redis.ackDelivered(k.stream, deliveredMarker(k, e.key), k.failures, k.retries, this.group, e.id, this.ttl)));
+    const ids = entries.map((e) => e.id);
+    const tx = this.redis.multi();
+    for (const e of entries) tx.set(deliveredMarker(k, e.key), '1', 'EX', this.ttl);
+    tx.xack(k.stream, this.group, ...ids);
+    if (retried) tx.hdel(k.failures, ...ids).zrem(k.retries, ...ids);
+    const results = await tx.exec();
+    const failed = results?.find(([err]) => err);
+    if (!results || failed) throw failed?.[0] ?? new Error('acknowledgement transaction aborted');
   }
 
   /** Acknowledges entries whose payload was trimmed away: there is nothing left to deliver. */

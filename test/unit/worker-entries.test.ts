@@ -49,6 +49,18 @@ describe('webhook helpers', () => {
 });
 
 describe('Limiter', () => {
+  it('lets urgent tasks go before those already waiting', async () => {
+    const limiter = new Limiter(1);
+    const order: string[] = [];
+    let release!: () => void;
+    const first = limiter.run(() => new Promise<void>((r) => { release = r; }));
+    const normal = limiter.run(async () => { order.push('normal'); });
+    const urgent = limiter.run(async () => { order.push('urgent'); }, true);
+    release();
+    await Promise.all([first, normal, urgent]);
+    expect(order).toEqual(['urgent', 'normal']);
+  });
+
   it('never runs more tasks at once than its limit', async () => {
     const limiter = new Limiter(3);
     let running = 0;
