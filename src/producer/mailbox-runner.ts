@@ -151,6 +151,8 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
       if (reason === 'closed') throw new Error('IMAP connection closed by the server');
       via = !idleMode ? 'poll' : reason === 'new-mail' ? 'idle' : 'recheck';
     }
+    // Ending without a stop means the connection went away: back off like any other failure.
+    if (!stopper.signal.aborted) throw new Error('IMAP connection closed by the server');
   }
 
   function failed(err: unknown): void {
