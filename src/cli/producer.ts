@@ -9,6 +9,8 @@ export function registerProducer(program: Command): void {
       const { config, logger } = commandContext(command, 'producer');
       const { accountFromConfig, singleAccountSource } = await import('../producer/account.ts');
       const account = accountFromConfig(singleAccountSource(config));
+      const { checkConnectionBudget } = await import('../producer/producer.ts');
+      checkConnectionBudget(account);
       if (opts.dryRun) {
         // Entries own stdout; logs go to stderr.
         const { createLogger } = await import('../core/logger.ts');

@@ -73,11 +73,16 @@ export function accountRunners(context: AccountContext): AccountRunners {
   return { context, runner: (mailbox, options = {}) => createMailboxRunner(context, mailbox, { ...options, imapBreaker }) };
 }
 
-export async function startProducer(ctx: DaemonContext, account: AccountSettings): Promise<RoleParts> {
-  const { config, redis, metrics, logger } = ctx;
+/** One connection per mailbox must fit the account's limit (Gmail refuses past about 15). */
+export function checkConnectionBudget(account: AccountSettings): void {
   if (account.mailboxes.length > account.maxConnections) {
     throw new ConfigError('IMAP_MAILBOXES', `${account.mailboxes.length} mailboxes need as many connections, more than IMAP_MAX_CONNECTIONS=${account.maxConnections}`);
   }
+}
+
+export async function startProducer(ctx: DaemonContext, account: AccountSettings): Promise<RoleParts> {
+  const { config, redis, metrics, logger } = ctx;
+  checkConnectionBudget(account);
   const pool = createParsePool(parseThreadCount(config.producer.parseThreads), { maxBodyBytes: config.producer.maxBodyBytes });
   const context = createAccountContext({ config, account, redis, logger, metrics, pool });
   await redis.sadd(globalKeys(config.prefix).accounts, account.account);

@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { generateCorpus } from '../helpers/corpus.ts';
-import { startDaemon } from '../helpers/cli.ts';
+import { runCli, startDaemon } from '../helpers/cli.ts';
 import { eventually } from '../helpers/ports.ts';
 import { killAllTracked } from '../helpers/processes.ts';
 import { producerEnv } from '../helpers/producer-env.ts';
@@ -111,5 +111,25 @@ describe('producer under failures', () => {
     expect(new Set(entries.map((e) => e.key)).size).toBe(7);
     expect(daemon.logs().some((l) => l.msg === 'redis connection error')).toBe(true);
     expect(await daemon.stop()).toBe(0);
+  });
+
+  it('never trusts an unknown certificate: without IMAP_TLS_CA_FILE the private server is refused', async () => {
+    dovecot.seed(USER, 'Untrusted', generateCorpus(1, { seed: 76, tag: 'untrusted' }).map((m) => m.raw));
+    const { IMAP_TLS_CA_FILE: _trusted, ...env } = producerEnv({ redisUrl: redisServer.url, dovecot, mailboxes: ['Untrusted'], extra: { START_FROM: 'all' } });
+    const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
+    const daemon = startDaemon(['producer'], env);
+    const url = (await daemon.waitForLog((l) => l.msg === 'health and metrics listening')).url as string;
+    const failure = await daemon.waitForLog((l) => l.msg === 'mailbox connection failed: reconnecting with backoff', 'the refusal');
+    expect(JSON.stringify(failure.err)).toMatch(/certificate/i);
+    expect((await fetch(`${url}/ready`)).status).toBe(503);
+    expect(await redis.xlen(keys.stream)).toBe(0);
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it('more mailboxes than IMAP_MAX_CONNECTIONS is a configuration error (exit 78) naming the setting', async () => {
+    const env = producerEnv({ redisUrl: redisServer.url, dovecot, mailboxes: ['A', 'B', 'C'], extra: { IMAP_MAX_CONNECTIONS: '2' } });
+    const result = await runCli(['producer'], env);
+    expect(result.code).toBe(78);
+    expect(result.stderr).toMatch(/IMAP_MAILBOXES: 3 mailboxes .* IMAP_MAX_CONNECTIONS=2/);
   });
 });
