@@ -1,25 +1,22 @@
-// Picks the sink from SINK_URL's scheme.
+// Picks the sink from SINK_URL's scheme. Each sink module is loaded only when chosen, so a worker
+// writing JSONL does not carry the PostgreSQL driver in memory.
 import type { Config } from '../../config/load.ts';
 import { ConfigError } from '../../core/errors.ts';
-import { createJsonlSink } from './jsonl.ts';
-import { createModuleSink } from './module.ts';
-import { createPostgresSink } from './postgres.ts';
 import type { Sink } from './types.ts';
-import { createWebhookSink } from './webhook.ts';
 
 export async function createSink(worker: Config['worker']): Promise<Sink> {
   const protocol = new URL(worker.sinkUrl).protocol;
   switch (protocol) {
     case 'http:':
     case 'https:':
-      return createWebhookSink({ url: worker.sinkUrl, secret: worker.webhookSecret, timeoutMs: worker.webhookTimeoutMs });
+      return (await import('./webhook.ts')).createWebhookSink({ url: worker.sinkUrl, secret: worker.webhookSecret, timeoutMs: worker.webhookTimeoutMs });
     case 'postgres:':
     case 'postgresql:':
-      return createPostgresSink(worker.sinkUrl);
+      return (await import('./postgres.ts')).createPostgresSink(worker.sinkUrl);
     case 'file:':
-      return createJsonlSink(worker.sinkUrl);
+      return (await import('./jsonl.ts')).createJsonlSink(worker.sinkUrl);
     case 'module:':
-      return createModuleSink(worker.sinkUrl);
+      return (await import('./module.ts')).createModuleSink(worker.sinkUrl);
     default:
       throw new ConfigError('SINK_URL', `unsupported scheme ${protocol}`);
   }
