@@ -34,7 +34,7 @@ export interface AccountContext {
   pool: ParsePool;
   appender: Appender;
   /** The breaker around appends (absent when the appender is not Redis, as in dry-run). */
-  appendBreaker: { readonly opened: boolean } | undefined;
+  appendBreaker: { readonly opened: boolean; readonly halfOpen: boolean } | undefined;
   tokens: AccessTokenSource | undefined;
   /** Absent in dry-run: nothing is written, so nothing fills up. */
   gate: StreamGate | undefined;

@@ -1,6 +1,6 @@
 // The producer role: one account context, one runner per mailbox, readiness and status from the
 // runners. runDaemon (src/core/daemon.ts) supplies metrics, Redis, HTTP, heartbeat and shutdown.
-import { createBreaker, type Breaker } from '../core/breaker.ts';
+import { breakerStateName, createBreaker, type Breaker } from '../core/breaker.ts';
 import { ConfigError, LeaseLostError, StaleUidValidityError } from '../core/errors.ts';
 import type { DaemonContext, RoleParts } from '../core/daemon.ts';
 import { accountKeys, globalKeys } from '../core/keys.ts';
@@ -66,11 +66,17 @@ export function createAccountContext(deps: {
 export interface AccountRunners {
   context: AccountContext;
   runner(mailbox: string, options?: Omit<RunnerOptions, 'imapBreaker'>): MailboxRunner;
+  /** State of the account's breakers, for the heartbeat and `mailstream status`. */
+  breakers(): Record<string, 'open' | 'half-open' | 'closed'>;
 }
 
 export function accountRunners(context: AccountContext): AccountRunners {
   const imapBreaker = createImapBreaker(context);
-  return { context, runner: (mailbox, options = {}) => createMailboxRunner(context, mailbox, { ...options, imapBreaker }) };
+  return {
+    context,
+    runner: (mailbox, options = {}) => createMailboxRunner(context, mailbox, { ...options, imapBreaker }),
+    breakers: () => ({ imap: breakerStateName(imapBreaker), ...(context.appendBreaker ? { redis: breakerStateName(context.appendBreaker) } : {}) }),
+  };
 }
 
 /** One connection per mailbox must fit the account's limit (Gmail refuses past about 15). */
@@ -98,9 +104,9 @@ export async function startProducer(ctx: DaemonContext, account: AccountSettings
       return { ready: reasons.length === 0, reasons };
     },
     async status() {
-      return { account: account.account, mailboxes: runners.map((r) => r.status()) };
+      return { account: account.account, breakers: set.breakers(), mailboxes: runners.map((r) => r.status()) };
     },
-    heartbeat: () => ({ account: account.account, mailboxes: runners.map((r) => ({ mailbox: r.mailbox, state: r.status().state })) }),
+    heartbeat: () => ({ account: account.account, breakers: set.breakers(), mailboxes: runners.map((r) => ({ mailbox: r.mailbox, state: r.status().state })) }),
     async stop() {
       await Promise.all(runners.map((r) => r.stop()));
       await pool.close();

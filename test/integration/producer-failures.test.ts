@@ -76,6 +76,9 @@ describe('producer under failures', () => {
     await dovecot.stop();
     const down = await eventually(async () => { const r = await readiness(url); return r.status === 503 ? r : undefined; }, { what: '/ready 503' });
     expect(down.reasons.join(' ')).toMatch(/imap Outage: not logged in/);
+    const status = (await (await fetch(`${url}/status`)).json()) as { breakers: Record<string, string>; mailboxes: Array<{ state: string; lastError: string }> };
+    expect(Object.keys(status.breakers).sort()).toEqual(['imap', 'redis']);
+    expect(status.mailboxes[0]).toMatchObject({ state: 'reconnecting' });
     await eventually(async () => metricValue(await (await fetch(`${url}/metrics`)).text(), 'mailstream_imap_reconnects_total', 'mailbox="Outage"') >= 2, { what: 'reconnect attempts' });
     expect(daemon.logs().some((l) => l.level === 'warn' && l.msg === 'mailbox connection failed: reconnecting with backoff')).toBe(true);
 
