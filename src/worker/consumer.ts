@@ -122,7 +122,7 @@ export class AccountConsumer {
 
   private async claimOrphans(): Promise<void> {
     const { ops, settings, metrics, logger } = this.o;
-    const claimed = await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize);
+    const claimed = (await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize)).filter(([id]) => !this.o.deliverer.isInHand(id));
     if (claimed.length > 0) {
       metrics.orphansClaimed.inc(claimed.length);
       // A high delivery count means these entries were handed out again and again without an

@@ -53,6 +53,8 @@ export class Deliverer {
   private readonly settling = new Set<Promise<void>>();
   /** Per account: the earliest retry scheduled since the account's loop last asked. */
   private readonly earliestRetry = new Map<string, number>();
+  /** Entry ids this process is delivering right now (a slow one can look like an orphan). */
+  private readonly inHand = new Set<string>();
   /** Per-email metric series, resolved once: label lookups would cost on every email. */
   private readonly series;
 
@@ -68,6 +70,17 @@ export class Deliverer {
   /** `fresh`: read with `>` for the first time, so no failure can be on record yet. */
   async process(ops: StreamOps, entries: StreamEntry[], fresh: boolean): Promise<void> {
     if (entries.length === 0) return;
+    for (const e of entries) this.inHand.add(e.id);
+    try {
+      await this.processInHand(ops, entries, fresh);
+    } finally {
+      for (const e of entries) this.inHand.delete(e.id);
+    }
+  }
+
+  isInHand(id: string): boolean { return this.inHand.has(id); }
+
+  private async processInHand(ops: StreamOps, entries: StreamEntry[], fresh: boolean): Promise<void> {
     const { metrics } = this.o;
     const done = await ops.deliveredKeys(entries);
     const duplicates: StreamEntry[] = [];
@@ -104,7 +117,7 @@ export class Deliverer {
     // order, so the next batch's dedupe check already sees these markers.
     this.track(this.acknowledge(ops, delivered, !fresh));
     this.track(this.handleFailures(ops, failed, previous));
-    if (later.length > 0 && !this.o.stopping.aborted) await this.process(ops, later, fresh);
+    if (later.length > 0 && !this.o.stopping.aborted) await this.processInHand(ops, later, fresh);
   }
 
   /** Resolves when every acknowledgement and failure record sent so far is done. */

@@ -66,3 +66,20 @@ it('the surviving worker claims the pending entries of a worker killed mid-batch
   expect(metrics).toMatch(/^mailstream_consumers_removed_total 1$/m);
   expect(await survivor.stop()).toBe(0);
 });
+
+it('a lone worker takes back entries of its own left pending (an acknowledgement that never reached Redis)', async () => {
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const stream = accountKeys(prefix, ACCOUNT).stream;
+  const worker = startDaemon(['worker'], {
+    REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT, SINK_URL: receiver.url, HTTP_PORT: String(await freePort()),
+    READ_BLOCK_MS: '200', CLAIM_IDLE_MS: '1000', CLAIM_INTERVAL_MS: '300', CONSUMER_NAME: 'solo',
+  });
+  await worker.waitForLog((l) => l.msg === 'worker started', 'worker start');
+  await eventually(async () => (await consumers(stream)).has('solo'), { what: 'solo reading' });
+  // Entries handed to `solo` that the running process never saw: as if its acknowledgements were lost.
+  const keys = await appendEmails(redis, prefix, ACCOUNT, 5, 1000);
+  await redis.xreadgroup('GROUP', 'workers', 'solo', 'COUNT', 5, 'STREAMS', stream, '>');
+  await eventually(() => keys.every((k) => receiver.accepted.includes(k)), { what: 'own orphans delivered' });
+  await eventually(async () => (await redis.xpending(stream, 'workers'))[0] === 0, { what: 'nothing pending' });
+  expect(await worker.stop()).toBe(0);
+});
