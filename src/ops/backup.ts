@@ -2,6 +2,7 @@
 // folder, keeping the newest N of each.
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MailstreamError } from '../core/errors.ts';
 import type { RedisClient } from '../core/redis.ts';
 import { fileTimestamp } from './backup-format.ts';
 import { exportLogical, type ExportSummary } from './export.ts';
@@ -41,7 +42,9 @@ export function filesToPrune(names: string[], prefix: string, keep: number): str
 }
 
 export async function runBackup(options: BackupOptions): Promise<BackupReport> {
-  await mkdir(options.outDir, { recursive: true, mode: 0o700 });
+  await mkdir(options.outDir, { recursive: true, mode: 0o700 }).catch((err: Error) => {
+    throw new MailstreamError('ERR_BACKUP_WRITE', `cannot create the backup folder ${options.outDir}: ${err.message}`, { cause: err });
+  });
   const stamp = fileTimestamp(options.now);
   const summary = await exportLogical(options.redis, options.prefix, join(options.outDir, exportFileName(options.prefix, stamp)));
   const snapshot: SnapshotResult = options.logicalOnly

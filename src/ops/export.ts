@@ -4,10 +4,11 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import type { RedisClient } from '../core/redis.ts';
+import { MailstreamError } from '../core/errors.ts';
+import { redisVersion, type RedisClient } from '../core/redis.ts';
 import { pairs } from '../core/stream-stats.ts';
-import { redisVersion } from '../core/redis.ts';
 import { BACKUP_FORMAT, BACKUP_VERSION, type BodyRecord, type GroupRecord, type HeaderRecord, type KeyRecord, type StreamRecord } from './backup-format.ts';
 import { isEphemeralKey } from './ephemeral.ts';
 import { globEscape, scanKeys } from './scan.ts';
@@ -25,18 +26,20 @@ export interface ExportSummary {
   skipped: string[];
 }
 
-/** A line writer on a gzip stream that respects backpressure. */
+/** A line writer on a gzip stream that respects backpressure and fails on a write error (disk full). */
 function lineWriter(path: string) {
   const gzip = createGzip();
-  const out = createWriteStream(path, { mode: 0o600 });
-  gzip.pipe(out);
+  const done = pipeline(gzip, createWriteStream(path, { mode: 0o600 })).catch((err: Error) => {
+    throw new MailstreamError('ERR_BACKUP_WRITE', `cannot write ${path}: ${err.message}`, { cause: err });
+  });
+  done.catch(() => undefined); // awaited by write() and close()
   return {
     async write(record: HeaderRecord | BodyRecord): Promise<void> {
-      if (!gzip.write(`${JSON.stringify(record)}\n`)) await once(gzip, 'drain');
+      if (!gzip.write(`${JSON.stringify(record)}\n`)) await Promise.race([once(gzip, 'drain'), done]);
     },
     async close(): Promise<void> {
       gzip.end();
-      await once(out, 'close');
+      await done;
     },
   };
 }
@@ -158,7 +161,7 @@ export async function exportLogical(redis: RedisClient, prefix: string, file: st
     }
     await writer.write({ t: 'end', keys: summary.keys, streamEntries: summary.streamEntries });
   } catch (err) {
-    await writer.close();
+    await writer.close().catch(() => undefined);
     await rm(partial, { force: true });
     throw err;
   }
