@@ -73,7 +73,11 @@ export async function snapshotRdb(redis: RedisClient, redisUrl: string, target: 
     return { copied: false, reason: `${source} is not readable by this user (run the backup as the redis user or root)` };
   }
   // Redis writes a temporary file and renames it, so the copy sees one complete RDB.
-  await copyFile(source, target);
-  await chmod(target, 0o600);
+  try {
+    await copyFile(source, target);
+    await chmod(target, 0o600);
+  } catch (err) {
+    return { copied: false, reason: `copy to ${target} failed: ${(err as Error).message}` };
+  }
   return { copied: true, file: target, source };
 }
