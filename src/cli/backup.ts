@@ -21,6 +21,8 @@ export function registerBackup(program: Command): void {
       const redis = await connectAdminRedis(config, 'mailstream:backup');
       try {
         const report = await runBackup({ redis, redisUrl: config.redis.url, prefix: config.prefix, outDir: options.out, keep, logicalOnly: options.logicalOnly });
+        // The logical export is complete either way; a snapshot that should have worked still fails the run.
+        if (!report.snapshot.copied && report.snapshot.failed) process.exitCode = 1;
         if (options.json) {
           process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
           return;
@@ -47,9 +49,12 @@ export function registerRestore(program: Command): void {
       const { config } = commandContext(command, 'admin');
       const { connectAdminRedis, closeRedis } = await import('../ops/admin-redis.ts');
       const { runRestore } = await import('../ops/restore.ts');
+      const { inspectBackup } = await import('../ops/backup-reader.ts');
+      // A damaged file is reported before Redis is even asked.
+      const contents = await inspectBackup(file);
       const redis = await connectAdminRedis(config, 'mailstream:restore');
       try {
-        const report = await runRestore({ redis, file, prefix: config.prefix, dryRun: options.dryRun, force: options.force });
+        const report = await runRestore({ redis, file, contents, prefix: config.prefix, dryRun: options.dryRun, force: options.force });
         if (options.json) {
           process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
           return;

@@ -25,7 +25,10 @@ export interface BackupContents {
 
 /** Every line after the header, parsed and checked; throws BackupFileError on the first problem. */
 export async function* readBackup(file: string): AsyncGenerator<HeaderRecord | BodyRecord> {
-  const input = createReadStream(file).pipe(createGunzip());
+  const source = createReadStream(file);
+  const input = source.pipe(createGunzip());
+  // pipe() does not pass the file's errors on (a missing file would be an unhandled 'error').
+  source.once('error', (err) => input.destroy(err));
   const lines = createInterface({ input, crlfDelay: Infinity });
   let lineNo = 0;
   try {
@@ -47,6 +50,7 @@ export async function* readBackup(file: string): AsyncGenerator<HeaderRecord | B
     throw new BackupFileError(file, `cannot be read: ${(err as Error).message}`);
   } finally {
     lines.close();
+    source.destroy();
     input.destroy();
   }
 }

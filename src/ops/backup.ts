@@ -48,7 +48,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupReport> {
   const stamp = fileTimestamp(options.now);
   const summary = await exportLogical(options.redis, options.prefix, join(options.outDir, exportFileName(options.prefix, stamp)));
   const snapshot: SnapshotResult = options.logicalOnly
-    ? { copied: false, reason: 'skipped (--logical-only)' }
+    ? { copied: false, reason: 'skipped (--logical-only)', failed: false }
     : await snapshotRdb(options.redis, options.redisUrl, join(options.outDir, `redis-${stamp}.rdb`));
   const pruned = filesToPrune(await readdir(options.outDir), options.prefix, options.keep);
   for (const name of pruned) await rm(join(options.outDir, name), { force: true });

@@ -26,6 +26,8 @@ export interface RestoreOptions {
   prefix: string;
   dryRun?: boolean;
   force?: boolean;
+  /** The file's validation, when the caller did it already (before connecting to Redis). */
+  contents?: BackupContents;
 }
 
 export interface RestoreReport {
@@ -98,7 +100,7 @@ async function finishStream(redis: RedisClient, key: string, record: StreamRecor
 }
 
 export async function runRestore(options: RestoreOptions): Promise<RestoreReport> {
-  const contents = await inspectBackup(options.file);
+  const contents = options.contents ?? await inspectBackup(options.file);
   const fromPrefix = contents.header.prefix;
   const { redis, prefix: toPrefix } = options;
   const mapKey = (key: string) => `${toPrefix}${key.slice(fromPrefix.length)}`;

@@ -8,7 +8,11 @@ import { Cluster } from 'ioredis';
 import { sleep } from '../core/backoff.ts';
 import type { RedisClient } from '../core/redis.ts';
 
-export type SnapshotResult = { copied: true; file: string; source: string } | { copied: false; reason: string };
+/**
+ * `failed`: the copy was possible here and went wrong (BGSAVE error, unreadable file, disk full),
+ * which the command reports with exit code 1; otherwise it was not possible from this host.
+ */
+export type SnapshotResult = { copied: true; file: string; source: string } | { copied: false; reason: string; failed: boolean };
 
 const POLL_MS = 200;
 /** A save of a large dataset takes minutes; past this the backup reports it and goes on without. */
@@ -48,9 +52,9 @@ async function bgsave(redis: RedisClient): Promise<void> {
 }
 
 export async function snapshotRdb(redis: RedisClient, redisUrl: string, target: string): Promise<SnapshotResult> {
-  if (redis instanceof Cluster) return { copied: false, reason: 'Redis Cluster: snapshot each node on its host (runbooks/redis-operations.md)' };
+  if (redis instanceof Cluster) return { copied: false, reason: 'Redis Cluster: snapshot each node on its host (runbooks/redis-operations.md)', failed: false };
   const host = new URL(redisUrl).hostname;
-  if (!LOOPBACK.has(host) && !host.startsWith('127.')) return { copied: false, reason: `Redis runs on ${host}, not on this machine: its RDB has to be copied there (runbooks/redis-operations.md)` };
+  if (!LOOPBACK.has(host) && !host.startsWith('127.')) return { copied: false, reason: `Redis runs on ${host}, not on this machine: its RDB has to be copied there (runbooks/redis-operations.md)`, failed: false };
   let dir: string;
   let dbfilename: string;
   try {
@@ -59,25 +63,25 @@ export async function snapshotRdb(redis: RedisClient, redisUrl: string, target: 
     dir = dirValue ?? '';
     dbfilename = fileValue ?? '';
   } catch (err) {
-    return { copied: false, reason: `CONFIG GET refused (${(err as Error).message}): managed Redis? use its own snapshots` };
+    return { copied: false, reason: `CONFIG GET refused (${(err as Error).message}): managed Redis? use its own snapshots`, failed: false };
   }
   const source = isAbsolute(dbfilename) ? dbfilename : join(dir, dbfilename);
   try {
     await bgsave(redis);
   } catch (err) {
-    return { copied: false, reason: `BGSAVE: ${(err as Error).message}` };
+    return { copied: false, reason: `BGSAVE: ${(err as Error).message}`, failed: true };
   }
   try {
     await access(source, constants.R_OK);
   } catch {
-    return { copied: false, reason: `${source} is not readable by this user (run the backup as the redis user or root)` };
+    return { copied: false, reason: `${source} is not readable by this user (run the backup as the redis user or root)`, failed: true };
   }
   // Redis writes a temporary file and renames it, so the copy sees one complete RDB.
   try {
     await copyFile(source, target);
     await chmod(target, 0o600);
   } catch (err) {
-    return { copied: false, reason: `copy to ${target} failed: ${(err as Error).message}` };
+    return { copied: false, reason: `copy to ${target} failed: ${(err as Error).message}`, failed: true };
   }
   return { copied: true, file: target, source };
 }

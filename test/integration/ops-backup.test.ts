@@ -77,11 +77,27 @@ describe('mailstream backup / restore', () => {
 
   it('does not try to copy the RDB of a Redis on another host, and says why', async () => {
     const result = await snapshotRdb(redis, 'redis://redis.internal.example:6379', join(dir, 'never.rdb'));
-    expect(result).toEqual({ copied: false, reason: expect.stringMatching(/^Redis runs on redis\.internal\.example, not on this machine/) });
+    expect(result).toEqual({ copied: false, failed: false, reason: expect.stringMatching(/^Redis runs on redis\.internal\.example, not on this machine/) });
     const logical = await runCli(['backup', '--out', join(dir, 'logical'), '--logical-only'], env);
     expect(logical.code).toBe(0);
     expect(logical.stdout).toMatch(/RDB snapshot: not copied: skipped \(--logical-only\)/);
     expect(readdirSync(join(dir, 'logical')).filter((f) => f.endsWith('.rdb'))).toEqual([]);
+  });
+
+  it('exits 1 when the RDB snapshot fails on this host, the logical export still written', async () => {
+    // A Redis whose data dir disappeared: BGSAVE cannot create its file.
+    const gone = mkdtempSync(join(tmpdir(), 'ms-rdb-gone-'));
+    const broken = await startRedisServer({ extraArgs: ['--dir', gone] });
+    try {
+      rmSync(gone, { recursive: true });
+      const out = join(dir, 'failing');
+      const result = await runCli(['backup', '--out', out], { REDIS_URL: broken.url, MAILSTREAM_PREFIX: PREFIX });
+      expect(result.stdout).toMatch(/RDB snapshot: not copied: BGSAVE: BGSAVE failed/);
+      expect(result.code).toBe(1);
+      expect(readdirSync(out).filter((f) => f.endsWith('.jsonl.gz'))).toHaveLength(1);
+    } finally {
+      await broken.destroy();
+    }
   });
 
   it('refuses a Redis that holds keys under the prefix, unless --force; --dry-run changes nothing', async () => {
@@ -90,6 +106,7 @@ describe('mailstream backup / restore', () => {
     expect(refused.stderr).toMatch(/already holds \d+ keys under msbk.*--force/);
 
     const dry = await runCli(['restore', file, '--dry-run'], env);
+    expect(dry.stderr).toBe('');
     expect(dry.code).toBe(0);
     expect(dry.stdout).toMatch(/valid/);
     expect(dry.stdout).toMatch(/needs --force/);
@@ -109,6 +126,10 @@ describe('mailstream backup / restore', () => {
     const bad = await runCli(['restore', foreign, '--dry-run'], env);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/not a mailstream backup/);
+
+    const missing = await runCli(['restore', join(dir, 'missing.jsonl.gz')], { ...env, REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(missing.stderr).toMatch(/^mailstream: \S+missing\.jsonl\.gz: cannot be read: ENOENT/);
+    expect(missing.code).toBe(1);
     expect(await redis.dbsize()).toBe(0);
   });
 
