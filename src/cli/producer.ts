@@ -7,10 +7,11 @@ export function registerProducer(program: Command): void {
     .option('--dry-run', 'fetch and parse, print what would be appended (JSON lines), write nothing')
     .action(action(async (opts: { dryRun?: boolean }, command: Command) => {
       const { config, logger } = commandContext(command, 'producer');
-      const { accountFromConfig, singleAccountSource } = await import('../producer/account.ts');
-      const account = accountFromConfig(singleAccountSource(config));
-      const { checkConnectionBudget } = await import('../producer/producer.ts');
-      checkConnectionBudget(account);
+      // Every account: the accounts file's, or the one of IMAP_USER.
+      const { accountFromConfig } = await import('../producer/account.ts');
+      const accounts = config.accounts.map(accountFromConfig);
+      const { checkConnectionBudgets } = await import('../producer/leased-producer.ts');
+      checkConnectionBudgets(config, accounts);
       if (opts.dryRun) {
         // Entries own stdout; logs go to stderr.
         const { createLogger } = await import('../core/logger.ts');
@@ -20,14 +21,14 @@ export function registerProducer(program: Command): void {
         const { dryRun } = await import('../producer/dry-run.ts');
         const redis = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:producer:dry-run', logger: errLogger, maxRetriesPerRequest: 3 });
         try {
-          await dryRun({ config, account, redis, logger: errLogger, out: process.stdout });
+          for (const account of accounts) await dryRun({ config, account, redis, logger: errLogger, out: process.stdout });
         } finally {
           await closeRedis(redis);
         }
         return;
       }
       const { runDaemon } = await import('../core/daemon.ts');
-      const { startProducer } = await import('../producer/producer.ts');
-      await runDaemon({ role: 'producer', config, logger, handleSignals: true, start: (ctx) => startProducer(ctx, account) });
+      const { startLeasedProducer } = await import('../producer/leased-producer.ts');
+      await runDaemon({ role: 'producer', config, logger, handleSignals: true, start: (ctx) => startLeasedProducer(ctx, accounts) });
     }));
 }

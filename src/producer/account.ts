@@ -24,11 +24,6 @@ export interface AccountSettings {
 /** An account's configuration: the single-account settings, or one entry of the accounts file. */
 export interface AccountSource { id: string; imap: Config['imap']; oauth2: Config['oauth2'] }
 
-/** The single-account settings (IMAP_USER, IMAP_*, OAUTH2_*) as an account source. */
-export function singleAccountSource(config: Readonly<Config>): AccountSource {
-  return { id: config.imap.user, imap: config.imap, oauth2: config.oauth2 };
-}
-
 export function accountFromConfig(source: AccountSource): AccountSettings {
   const { imap, oauth2 } = source;
   let auth: AccountAuth;

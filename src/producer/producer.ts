@@ -1,9 +1,9 @@
-// The producer role: one account context, one runner per mailbox, readiness and status from the
-// runners. runDaemon (src/core/daemon.ts) supplies metrics, Redis, HTTP, heartbeat and shutdown.
+// What the producer assembles per account: its context (IMAP settings, tokens, appender, gate,
+// breakers) and a factory of its mailbox runners. The role itself, which runs exactly the runners
+// whose leases this producer holds, is in leased-producer.ts.
 import { breakerStateName, createBreaker, type Breaker } from '../core/breaker.ts';
 import { ConfigError, LeaseLostError, StaleUidValidityError } from '../core/errors.ts';
-import type { DaemonContext, RoleParts } from '../core/daemon.ts';
-import { accountKeys, globalKeys } from '../core/keys.ts';
+import { accountKeys } from '../core/keys.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import type { RedisClient } from '../core/redis.ts';
@@ -13,7 +13,7 @@ import type { AccountSettings } from './account.ts';
 import { createFaultInjector } from './fault-injection.ts';
 import type { AccountContext } from './mailbox-context.ts';
 import { createImapBreaker, createMailboxRunner, type MailboxRunner, type RunnerOptions } from './mailbox-runner.ts';
-import { createParsePool, parseThreadCount, type ParsePool } from './parse-pool.ts';
+import type { ParsePool } from './parse-pool.ts';
 import { createStreamAppender, type Appender, type AppendResult, type BatchAppend } from './stream-append.ts';
 
 const APPEND_TIMEOUT_MS = 15_000;
@@ -84,32 +84,4 @@ export function checkConnectionBudget(account: AccountSettings): void {
   if (account.mailboxes.length > account.maxConnections) {
     throw new ConfigError('IMAP_MAILBOXES', `${account.mailboxes.length} mailboxes need as many connections, more than IMAP_MAX_CONNECTIONS=${account.maxConnections}`);
   }
-}
-
-export async function startProducer(ctx: DaemonContext, account: AccountSettings): Promise<RoleParts> {
-  const { config, redis, metrics, logger } = ctx;
-  checkConnectionBudget(account);
-  const pool = createParsePool(parseThreadCount(config.producer.parseThreads), { maxBodyBytes: config.producer.maxBodyBytes });
-  const context = createAccountContext({ config, account, redis, logger, metrics, pool });
-  await redis.sadd(globalKeys(config.prefix).accounts, account.account);
-  const set = accountRunners(context);
-  const runners = account.mailboxes.map((mailbox) => set.runner(mailbox));
-  for (const runner of runners) runner.start();
-  logger.info({ account: account.account, mailboxes: account.mailboxes, parseThreads: pool.threads }, 'producer running');
-
-  return {
-    async ready() {
-      const reasons = runners.map((r) => r.notReadyReason()).filter((r): r is string => r !== undefined);
-      if (context.appendBreaker?.opened) reasons.push('redis: circuit breaker open (appends failing)');
-      return { ready: reasons.length === 0, reasons };
-    },
-    async status() {
-      return { account: account.account, breakers: set.breakers(), mailboxes: runners.map((r) => r.status()) };
-    },
-    heartbeat: () => ({ account: account.account, breakers: set.breakers(), mailboxes: runners.map((r) => ({ mailbox: r.mailbox, state: r.status().state })) }),
-    async stop() {
-      await Promise.all(runners.map((r) => r.stop()));
-      await pool.close();
-    },
-  };
 }

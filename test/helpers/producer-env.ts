@@ -54,6 +54,8 @@ export function producerEnv(options: ProducerEnvOptions): Record<string, string>
     HTTP_PORT: '0',
     RECONNECT_BASE_MS: '100',
     RECONNECT_MAX_MS: '1000',
+    // A producer killed by a test leaves its leases behind; its successor waits this long for them.
+    LEASE_TTL_MS: '5000',
     ...auth,
     ...options.extra,
   };

@@ -1,0 +1,102 @@
+// The producer role over every configured account: a mailbox runner runs exactly while this
+// producer holds the mailbox's lease, and fences its appends with the lease value. With one
+// producer it holds every lease; started several times (same accounts), the producers split the
+// mailboxes between them and take over those of a producer that stops or dies.
+import type { Config } from '../config/load.ts';
+import { ConfigError } from '../core/errors.ts';
+import type { DaemonContext, RoleParts } from '../core/daemon.ts';
+import { globalKeys } from '../core/keys.ts';
+import type { AccountSettings } from './account.ts';
+import { LeaseManager, type HeldLease } from './leases.ts';
+import type { MailboxRunner } from './mailbox-runner.ts';
+import { createParsePool, parseThreadCount } from './parse-pool.ts';
+import { accountRunners, checkConnectionBudget, createAccountContext, type AccountRunners } from './producer.ts';
+
+interface Running { lease: HeldLease; runner: MailboxRunner }
+
+const refId = (account: string, mailbox: string) => `${account}\u0000${mailbox}`;
+
+/** One connection per mailbox must fit each account's limit (Gmail refuses past about 15). */
+export function checkConnectionBudgets(config: Readonly<Config>, accounts: readonly AccountSettings[]): void {
+  for (const account of accounts) {
+    if (!config.accountsFile) checkConnectionBudget(account);
+    else if (account.mailboxes.length > account.maxConnections) {
+      throw new ConfigError('ACCOUNTS_FILE', `account ${account.account}: ${account.mailboxes.length} mailboxes need as many connections, more than IMAP_MAX_CONNECTIONS=${account.maxConnections}`);
+    }
+  }
+}
+
+export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly AccountSettings[]): Promise<RoleParts> {
+  const { config, redis, metrics, logger } = ctx;
+  const pool = createParsePool(parseThreadCount(config.producer.parseThreads), { maxBodyBytes: config.producer.maxBodyBytes });
+  const sets = new Map<string, AccountRunners>();
+  for (const account of accounts) {
+    sets.set(account.account, accountRunners(createAccountContext({ config, account, redis, logger, metrics, pool })));
+    await redis.sadd(globalKeys(config.prefix).accounts, account.account);
+  }
+
+  const running = new Map<string, Running>();
+  const leases: LeaseManager = new LeaseManager({
+    redis,
+    prefix: config.prefix,
+    producerId: config.leases.producerId,
+    ttlMs: config.leases.ttlMs,
+    mailboxes: accounts.flatMap((a) => a.mailboxes.map((mailbox) => ({ account: a.account, mailbox }))),
+    logger,
+    metrics,
+    handlers: {
+      acquired(lease) {
+        const runner = sets.get(lease.account)!.runner(lease.mailbox, {
+          fencingToken: lease.token,
+          // The append refused our token: the lease expired under us and another producer has it.
+          onLeaseLost: () => void leases.lost(lease),
+        });
+        running.set(refId(lease.account, lease.mailbox), { lease, runner });
+        runner.start();
+      },
+      async stop(lease) {
+        const id = refId(lease.account, lease.mailbox);
+        const entry = running.get(id);
+        if (!entry || entry.lease.token !== lease.token) return;
+        running.delete(id);
+        await entry.runner.stop();
+      },
+    },
+  });
+  await leases.start();
+  logger.info({ producerId: config.leases.producerId, accounts: accounts.map((a) => a.account), mailboxes: accounts.reduce((n, a) => n + a.mailboxes.length, 0), leases: leases.held().length, parseThreads: pool.threads }, 'producer running');
+
+  const runners = () => [...running.values()];
+  // Breakers are per account; with one account they keep their plain names (imap, redis).
+  const breakers = () => Object.fromEntries([...sets].flatMap(([account, set]) =>
+    Object.entries(set.breakers()).map(([name, state]) => [sets.size === 1 ? name : `${name}:${account}`, state])));
+  const single = accounts.length === 1 ? { account: accounts[0]!.account } : { accounts: accounts.map((a) => a.account) };
+  return {
+    async ready() {
+      const reasons = runners().map((r) => r.runner.notReadyReason()).filter((r): r is string => r !== undefined);
+      for (const [account, set] of sets) {
+        if (set.context.appendBreaker?.opened) reasons.push(`redis: circuit breaker open (appends of ${account} failing)`);
+      }
+      return { ready: reasons.length === 0, reasons };
+    },
+    async status() {
+      return {
+        ...single,
+        producerId: config.leases.producerId,
+        liveProducers: leases.liveProducers(),
+        breakers: breakers(),
+        mailboxes: runners().map((r) => ({ account: r.lease.account, token: r.lease.token, ...r.runner.status() })),
+      };
+    },
+    heartbeat: () => ({
+      ...single,
+      producerId: config.leases.producerId,
+      breakers: breakers(),
+      mailboxes: runners().map((r) => ({ account: r.lease.account, mailbox: r.runner.mailbox, state: r.runner.status().state })),
+    }),
+    async stop() {
+      await leases.stop();
+      await pool.close();
+    },
+  };
+}
