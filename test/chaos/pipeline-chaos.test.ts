@@ -14,7 +14,7 @@ import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
 import { eventually } from '../helpers/ports.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { killAllTracked } from '../helpers/processes.ts';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { startTestRedis, type TestRedis } from '../helpers/test-redis.ts';
 import { planFaults, type FaultKind } from './fault-plan.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 
@@ -27,7 +27,7 @@ const USER = 'chaos@example.com';
 const PASSWORD = 'chaos-password';
 const PREFIX = 'chaos';
 
-let redis: RedisServer;
+let redis: TestRedis;
 let dovecot: Dovecot;
 let db: TestDatabase;
 let proxy: TcpProxy;
@@ -36,7 +36,7 @@ const workers: Array<Daemon | undefined> = [undefined, undefined];
 
 beforeAll(async () => {
   process.stdout.write(`chaos seed: ${SEED} (replay with CHAOS_SEED=${SEED})\n`);
-  redis = await startRedisServer({ aof: true });
+  redis = await startTestRedis({ aof: true });
   dovecot = await startDovecot({ users: [{ user: USER, password: PASSWORD }] });
   db = await createTestDatabase();
   const target = new URL(db.url);

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { startTestRedis, type TestRedis } from '../helpers/test-redis.ts';
 import { generateCorpus } from '../helpers/corpus.ts';
 import { startDaemon } from '../helpers/cli.ts';
 import { eventually } from '../helpers/ports.ts';
@@ -15,11 +15,11 @@ import { accountKeys } from '../../src/core/keys.ts';
 
 const USER = 'user@example.com';
 let dovecot: Dovecot;
-let redisServer: RedisServer;
+let redisServer: TestRedis;
 let redis: Redis;
 
 beforeAll(async () => {
-  [dovecot, redisServer] = await Promise.all([startDovecot(), startRedisServer({ aof: true })]);
+  [dovecot, redisServer] = await Promise.all([startDovecot(), startTestRedis({ aof: true })]);
   redis = redisServer.client();
 });
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
 import { startOAuthServer, type OAuthServer } from '../helpers/oauth-server.ts';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { startTestRedis, type TestRedis } from '../helpers/test-redis.ts';
 import { generateCorpus } from '../helpers/corpus.ts';
 import { runCli, startDaemon, type Daemon } from '../helpers/cli.ts';
 import { eventually } from '../helpers/ports.ts';
@@ -20,12 +20,12 @@ import type { EmailEntry } from '../../src/core/entry.ts';
 const USER = 'user@example.com';
 let oauth: OAuthServer;
 let dovecot: Dovecot;
-let redisServer: RedisServer;
+let redisServer: TestRedis;
 let redis: Redis;
 
 beforeAll(async () => {
   oauth = await startOAuthServer();
-  [dovecot, redisServer] = await Promise.all([startDovecot({ introspectionUrl: oauth.introspectUrl }), startRedisServer()]);
+  [dovecot, redisServer] = await Promise.all([startDovecot({ introspectionUrl: oauth.introspectUrl }), startTestRedis()]);
   redis = redisServer.client();
 });
 

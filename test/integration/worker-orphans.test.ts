@@ -10,17 +10,17 @@ import { startDaemon } from '../helpers/cli.ts';
 import { appendEmails } from '../helpers/entries.ts';
 import { eventually, freePort } from '../helpers/ports.ts';
 import { killAllTracked } from '../helpers/processes.ts';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { startTestRedis, type TestRedis } from '../helpers/test-redis.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 const ACCOUNT = 'user@example.com';
 const COUNT = 600;
-let redisServer: RedisServer;
+let redisServer: TestRedis;
 let redis: Redis;
 let receiver: WebhookReceiver;
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
+  redisServer = await startTestRedis();
   redis = redisServer.client();
   receiver = await startWebhookReceiver(() => ({ status: 200, delayMs: 20 }));
 });
