@@ -103,10 +103,10 @@ export class LeaseManager {
     return this.#producers;
   }
 
-  /** The runner saw the append refuse its token: forget the lease so it can be won back later. */
-  async lost(ref: MailboxRef): Promise<void> {
-    const slot = this.#held.get(refId(ref));
-    if (slot) await this.#drop(slot, 'lost');
+  /** The runner saw the append refuse its token: forget that lease so the mailbox can be won back later. */
+  async lost(lease: HeldLease): Promise<void> {
+    const slot = this.#held.get(refId(lease));
+    if (slot && slot.lease.token === lease.token) await this.#drop(slot, 'lost');
   }
 
   /**
