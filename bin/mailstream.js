@@ -23,6 +23,6 @@ if (supported) {
     console.error(`mailstream needs Node.js >= 22.18 (this is ${process.version}); run \`npm run setup\` once to fetch one.`);
     process.exit(1);
   }
-  const child = spawnSync(cached, ['--', fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
+  const child = spawnSync(cached, [...process.execArgv.filter((a) => a !== '--'), '--', fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
   process.exit(child.status ?? 1);
 }

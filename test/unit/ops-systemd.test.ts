@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DAEMON_NODE_FLAGS } from '../../src/ops/local/stack.ts';
 import { ROOT } from '../helpers/cli.ts';
 
 const UNITS = [
@@ -51,7 +52,9 @@ describe.each(UNITS)('$file', ({ file, as }) => {
     ]) expect(text.split('\n'), line).toContain(line);
     expect(text).toMatch(/^TimeoutStopSec=\d+s$/m);
     expect(text).toMatch(/^EnvironmentFile=\/etc\/mailstream\/\w+\.env$/m);
-    expect(text).toMatch(/^ExecStart=\/usr\/bin\/node \/opt\/mailstream\/bin\/mailstream\.js (producer|worker)$/m);
+    // The heap flags the local stack and the bench run the daemons with (src/ops/local/stack.ts).
+    const execStart = `ExecStart=/usr/bin/node ${DAEMON_NODE_FLAGS.join(' ')} /opt/mailstream/bin/mailstream.js `;
+    expect(text).toMatch(new RegExp(`^${execStart.replace(/[./]/g, '\\$&')}(producer|worker)$`, 'm'));
     expect(text).not.toMatch(/^MemoryDenyWriteExecute=yes/m);
     if (file.includes('producer')) expect(text).toMatch(/^ReadWritePaths=.*tokens$/m);
   });
@@ -71,4 +74,8 @@ describe.each(UNITS)('$file', ({ file, as }) => {
       expect(comments, `no comment explains ${name}`).toContain(keyword);
     }
   });
+});
+
+it('scripts/start.sh starts the daemons with the same Node heap flags as the units', () => {
+  expect(readFileSync(join(ROOT, 'scripts/start.sh'), 'utf8')).toContain(`"$NODE" ${DAEMON_NODE_FLAGS.join(' ')} -- `);
 });
