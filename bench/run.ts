@@ -11,7 +11,7 @@ import { formatTable, writeResults, type BenchResult } from './results.ts';
 import { benchWorker } from './worker-throughput.ts';
 
 const SIZES = {
-  full: { workerEntries: 20_000, workerProcesses: [2, 4], producerEmails: 10_000, latencyEmails: 200, latencyRate: 10 },
+  full: { workerEntries: 50_000, workerProcesses: [2, 4], producerEmails: 10_000, latencyEmails: 200, latencyRate: 10 },
   quick: { workerEntries: 300, workerProcesses: [2], producerEmails: 300, latencyEmails: 6, latencyRate: 10 },
 };
 const SECTIONS = ['worker', 'producer', 'latency'] as const;

@@ -47,6 +47,8 @@ export class AccountConsumer {
   /** When to look for due retries next: the earliest known due time, at least every READ_BLOCK_MS. */
   private retryCheckAt = 0;
   private group: Promise<void> | undefined;
+  /** The next read of new entries, sent while a full batch is delivered (see readTurn). */
+  private readAhead: Promise<RawEntry[]> | undefined;
 
   constructor(options: AccountConsumerOptions) {
     this.o = options;
@@ -81,12 +83,10 @@ export class AccountConsumer {
   }
 
   private async readTurn(): Promise<void> {
-    const { ops, settings } = this.o;
+    const { ops, settings, stopping, breaker } = this.o;
     const reading = this.cursor;
-    const reply = (await this.o.blocking.xreadgroup('GROUP', settings.group, settings.consumer, 'COUNT', settings.readBatchSize,
-      'BLOCK', settings.readBlockMs, 'STREAMS', ops.keys.stream, reading)) as ReadReply;
-    const raw = reply?.[0]?.[1] ?? [];
     if (reading !== '>') {
+      const raw = await this.read(reading);
       // Re-reading our own pending entries after a restart: skip those waiting for their retry.
       if (raw.length === 0) { this.cursor = '>'; return; }
       this.cursor = raw[raw.length - 1]![0];
@@ -94,7 +94,26 @@ export class AccountConsumer {
       await this.deliver(raw.filter(([id]) => !waiting.has(id)), false);
       return;
     }
+    const ahead = this.readAhead;
+    this.readAhead = undefined;
+    const raw = await (ahead ?? this.read('>'));
+    // A full batch means a backlog: the next read goes out now and its round trip overlaps this
+    // delivery. It is safe for dedupe because batches are still delivered one after another, and
+    // the dedupe check of the next batch is sent only after this one's acknowledgements. Entries
+    // read ahead when the worker stops stay pending and are re-read or claimed like any others.
+    if (raw.length === settings.readBatchSize && !stopping.aborted && !breaker.opened) {
+      const next = this.read('>');
+      next.catch(() => undefined); // awaited next turn; a failure is handled there
+      this.readAhead = next;
+    }
     await this.deliver(raw, true);
+  }
+
+  private async read(from: string): Promise<RawEntry[]> {
+    const { ops, settings } = this.o;
+    const reply = (await this.o.blocking.xreadgroup('GROUP', settings.group, settings.consumer, 'COUNT', settings.readBatchSize,
+      'BLOCK', settings.readBlockMs, 'STREAMS', ops.keys.stream, from)) as ReadReply;
+    return reply?.[0]?.[1] ?? [];
   }
 
   private async retryTurn(): Promise<void> {
