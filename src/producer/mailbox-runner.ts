@@ -134,7 +134,8 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
         onBatch: (lastUid) => { status.lastUid = lastUid; backoff.reset(); },
         onPause: (reason) => { status.paused = reason; setState(reason ? 'paused' : 'syncing'); },
       });
-      if (synced.fetched > 0 && via !== 'start') log.info({ via, fetched: synced.fetched, appended: synced.appended, lastUid: synced.lastUid }, 'new mail');
+      if (via === 'start') log.info({ lastUid: synced.lastUid, appended: synced.appended, waitingBy: idleMode ? 'idle' : 'poll' }, 'mailbox in sync: waiting for new mail');
+      else if (synced.fetched > 0) log.info({ via, fetched: synced.fetched, appended: synced.appended, lastUid: synced.lastUid }, 'new mail');
       status.lastPollAt = Date.now();
       ctx.metrics.lastPoll.set(labels, status.lastPollAt / 1000);
       if (!ctx.readOnly) await ctx.redis.hset(ctx.keys.mailbox(mailbox), 'lastPollAt', status.lastPollAt);

@@ -110,6 +110,8 @@ describe('producer', () => {
     const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
     const daemon = startDaemon(['producer'], env);
     await daemon.waitForLog((l) => l.msg === 'mailbox seen for the first time', 'first sight');
+    // Mail appended during the first sync would be read by that sync, not by a poll.
+    await daemon.waitForLog((l) => l.msg === 'mailbox in sync: waiting for new mail' && l.waitingBy === 'poll', 'the first sync');
     const fresh = generateCorpus(2, { seed: 22, tag: 'poll-new' });
     await dovecot.append(USER, 'Polled', fresh.map((m) => m.raw));
     await eventually(async () => (await redis.xlen(keys.stream)) === 2, { what: 'polled mail' });

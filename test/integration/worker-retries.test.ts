@@ -50,13 +50,22 @@ it('delivers everything despite failing attempts, counting attempts and spacing 
 
   const failing = keys.filter(flaky);
   expect(failing).toHaveLength(COUNT / 10);
+  const gaps: Array<[number, number]> = [];
   for (const key of failing) {
     const attempts = receiver.attemptsOf(key);
     expect(attempts.map((a) => a.headers['x-mailstream-attempt'])).toEqual(['1', '2', '3']);
     expect(new Set(attempts.map((a) => a.headers['idempotency-key']))).toEqual(new Set([key]));
     const [first, second, third] = attempts.map((a) => a.at) as [number, number, number];
-    expect(third - second).toBeGreaterThan(second - first);
+    // A retry never comes before its delay: 600 ms base, doubled per attempt, up to a quarter
+    // jittered away. These are lower bounds only, so a slow machine cannot break them.
+    expect(second - first).toBeGreaterThanOrEqual(450);
+    expect(third - second).toBeGreaterThanOrEqual(900);
+    gaps.push([second - first, third - second]);
   }
+  // Growing: on average the second wait is the longer one (expected about 1,050 ms against 525 ms); a
+  // single key can tie at the jitter's edge, so the mean is what is compared.
+  const mean = (i: 0 | 1) => gaps.reduce((sum, g) => sum + g[i], 0) / gaps.length;
+  expect(mean(1)).toBeGreaterThan(mean(0));
   const limited = receiver.attemptsOf(RATE_LIMITED);
   expect(limited).toHaveLength(2);
   expect(limited[1]!.at - limited[0]!.at).toBeGreaterThanOrEqual(1_900); // Retry-After: 2 (seconds)
