@@ -105,7 +105,8 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
   stopper.signal.addEventListener('abort', () => loggingIn?.close(), { once: true });
 
   async function session(): Promise<void> {
-    setState('connecting');
+    // Retrying after a refused login stays `auth-failed` (and /ready says so) until one succeeds.
+    if (status.state !== 'auth-failed') setState('connecting');
     client = await connect();
     const conn = client;
     let newMail: () => void = () => undefined;

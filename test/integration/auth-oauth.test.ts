@@ -126,12 +126,16 @@ describe('the producer with OAuth2', () => {
     const daemon = startDaemon(['producer'], env);
     const url = (await daemon.waitForLog((l) => l.msg === 'health and metrics listening')).url as string;
 
-    const ready = await eventually(async () => {
+    // Before the first refusal /ready says "not logged in"; from then on, until a login works, it
+    // names the refusal, through every retry.
+    await eventually(async () => {
       const res = await fetch(`${url}/ready`);
-      return res.status === 503 ? (await res.json()) as { reasons: string[] } : undefined;
-    }, { what: '/ready 503' });
-    expect(ready.reasons.join(' ')).toMatch(/authentication failed.*auth setup/);
+      return res.status === 503 && /authentication failed.*auth setup/.test(((await res.json()) as { reasons: string[] }).reasons.join(' '));
+    }, { what: '/ready 503 naming the refused token' });
     await eventually(async () => metricValue(await (await fetch(`${url}/metrics`)).text(), 'mailstream_imap_errors_total', 'mailbox="Revoked",kind="auth"') >= 3, { what: 'retries' });
+    const during = await fetch(`${url}/ready`);
+    expect(during.status).toBe(503);
+    expect(((await during.json()) as { reasons: string[] }).reasons.join(' ')).toMatch(/authentication failed.*auth setup/);
     const errors = daemon.logs().filter((l) => l.level === 'error');
     expect(errors).toHaveLength(1);
     expect(JSON.stringify(errors[0])).toMatch(/refresh token refused.*auth setup/);
