@@ -45,12 +45,16 @@ it('the surviving worker claims the pending entries of a worker killed mid-batch
     REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT, SINK_URL: receiver.url, READ_BLOCK_MS: '200',
     READ_BATCH_SIZE: '50', WORKER_CONCURRENCY: '4', CLAIM_IDLE_MS: '1000', CLAIM_INTERVAL_MS: '300',
   };
-  const victim = startDaemon(['worker'], { ...env, CONSUMER_NAME: 'victim', HTTP_PORT: String(await freePort()) });
+  // The victim starts first and slowly (one delivery at a time: ~12 s for the lot alone), so it
+  // is still mid-stream when the survivor is up, however slowly this machine starts processes.
+  const victim = startDaemon(['worker'], { ...env, WORKER_CONCURRENCY: '1', CONSUMER_NAME: 'victim', HTTP_PORT: String(await freePort()) });
+  await eventually(async () => (await consumers(stream)).get('victim')! > 0 && receiver.accepted.length > 20, { intervalMs: 10, attempts: 3000, what: 'victim mid-batch' });
   const survivorPort = await freePort();
   const survivor = startDaemon(['worker'], { ...env, CONSUMER_NAME: 'survivor', HTTP_PORT: String(survivorPort) });
+  await eventually(async () => (await consumers(stream)).has('survivor'), { what: 'survivor reading' });
 
   // Kill the victim while it holds entries it has read but not acknowledged.
-  await eventually(async () => (await consumers(stream)).get('victim')! > 0 && receiver.accepted.length > 50, { intervalMs: 10, attempts: 3000, what: 'victim mid-batch' });
+  await eventually(async () => (await consumers(stream)).get('victim')! > 0, { intervalMs: 10, what: 'victim holding entries' });
   victim.tracked.child.kill('SIGKILL');
   expect(await victim.tracked.exited).toBe('SIGKILL');
   expect((await consumers(stream)).get('victim')).toBeGreaterThan(0);
