@@ -43,7 +43,7 @@ export function oauth2Client(auth: { clientId: string; clientSecret: string; tok
 }
 
 export function createAccessTokenSource(auth: Exclude<AccountAuth, { kind: 'password' }>, user: string, deps: { logger: Logger; metrics?: Metrics }): AccessTokenSource {
-  const count = (result: 'ok' | 'refused' | 'failed') => deps.metrics?.tokenRefreshes.inc({ result });
+  const count = (result: 'ok' | 'refused' | 'failed') => deps.metrics?.tokenRefreshes.inc({ account: user, result });
   if (auth.kind === 'service-account') {
     // Domain-wide delegation: the service account acts as the mailbox's user.
     const jwt = new JWT({ keyFile: auth.keyFile, scopes: [auth.scope], subject: user });

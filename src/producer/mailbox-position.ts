@@ -48,7 +48,7 @@ export async function settlePosition(ctx: AccountContext, client: ImapFlow, box:
     lastUid = from.kind === 'all' ? 0 : from.kind === 'now' ? box.uidNext - 1 : await lastUidBefore(client, box, from.date.getTime());
     log.info({ startFrom: from.kind, uidValidity: box.uidValidity, lastUid }, 'mailbox seen for the first time');
   } else if (state.uidValidity !== box.uidValidity) {
-    ctx.metrics.uidValidityChanges.inc({ mailbox: box.path });
+    ctx.metrics.uidValidityChanges.inc({ account: ctx.keys.account, mailbox: box.path });
     const full = ctx.settings.uidValidityResync === 'full' || state.lastInternalDate === 0;
     lastUid = full ? 0 : await lastUidBefore(client, box, state.lastInternalDate - ctx.settings.uidValidityMarginMs);
     log.warn({ previousUidValidity: state.uidValidity, uidValidity: box.uidValidity, resync: full ? 'full' : 'since-last', fromUid: lastUid + 1 },

@@ -56,7 +56,7 @@ export function createImapBreaker(ctx: AccountContext): ImapBreaker {
 
 export function createMailboxRunner(ctx: AccountContext, mailbox: string, options: RunnerOptions = {}): MailboxRunner {
   const log = ctx.logger.child({ mailbox });
-  const labels = { mailbox };
+  const labels = { account: ctx.keys.account, mailbox };
   const token = options.fencingToken ?? '';
   const stopper = new AbortController();
   const backoff = new Backoff({ baseMs: ctx.settings.reconnectBaseMs, maxMs: ctx.settings.reconnectMaxMs, jitter: 0.3 });
@@ -163,7 +163,7 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
     status.connected = false;
     ctx.metrics.imapConnected.set(labels, 0);
     const kind = err instanceof AuthError ? 'auth' : err instanceof StaleUidValidityError ? 'uidvalidity' : (err as { code?: string }).code === 'EOPENBREAKER' ? 'breaker-open' : 'connection';
-    ctx.metrics.imapErrors.inc({ mailbox, kind });
+    ctx.metrics.imapErrors.inc({ ...labels, kind });
     setState(err instanceof AuthError ? 'auth-failed' : 'reconnecting');
     // One clear line per distinct problem; repeats while it lasts are debug noise.
     if (message !== lastLoggedError) {

@@ -111,7 +111,7 @@ export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: Op
   if (listed.length === 0) return result;
 
   const gmail = client.capabilities.has('X-GM-EXT-1');
-  const labels = { mailbox: box.path };
+  const labels = { account: ctx.keys.account, mailbox: box.path };
   let appending: Promise<void> | undefined;
   let inFlight = 0;
 

@@ -23,13 +23,13 @@ export interface StreamGate {
 
 export function createStreamGate(deps: { redis: RedisClient; keys: AccountKeys; metrics: Metrics; logger: Logger; maxLen: number; maxLag: number }): StreamGate {
   const { redis, keys, metrics, logger } = deps;
-  for (const reason of ['stream-full', 'consumer-lag'] as const) metrics.backpressurePauses.inc({ reason }, 0);
+  for (const reason of ['stream-full', 'consumer-lag'] as const) metrics.backpressurePauses.inc({ account: keys.account, reason }, 0);
 
   const blocked = async (incoming: number): Promise<{ reason: PauseReason; detail: Record<string, unknown> } | null> => {
     // Room for what is about to be appended keeps the stream at or under STREAM_MAX_LEN.
     const target = Math.max(0, deps.maxLen - incoming);
     const [removed, length] = await redis.trimStream(keys.stream, target, TRIM_CHUNK);
-    if (removed > 0) metrics.streamTrimmed.inc(removed);
+    if (removed > 0) metrics.streamTrimmed.inc({ account: keys.account }, removed);
     if (length > target) return { reason: 'stream-full', detail: { length, maxLen: deps.maxLen } };
     const stats = await readStreamStats(redis, keys);
     const lagging = stats.groups.find((g) => g.lag !== null && g.lag > deps.maxLag);
@@ -44,17 +44,17 @@ export function createStreamGate(deps: { redis: RedisClient; keys: AccountKeys; 
         const block = await blocked(incoming);
         if (block === null) break;
         if (block.reason !== pausedFor) {
-          if (pausedFor) metrics.producerPaused.set({ mailbox, reason: pausedFor }, 0);
+          if (pausedFor) metrics.producerPaused.set({ account: keys.account, mailbox, reason: pausedFor }, 0);
           pausedFor = block.reason;
-          metrics.backpressurePauses.inc({ reason: block.reason });
-          metrics.producerPaused.set({ mailbox, reason: block.reason }, 1);
+          metrics.backpressurePauses.inc({ account: keys.account, reason: block.reason });
+          metrics.producerPaused.set({ account: keys.account, mailbox, reason: block.reason }, 1);
           logger.warn({ mailbox, reason: block.reason, ...block.detail }, 'fetching paused: consumers must catch up');
           onPause?.(block.reason);
         }
         await sleep(RECHECK_MS, signal);
       }
       if (pausedFor) {
-        metrics.producerPaused.set({ mailbox, reason: pausedFor }, 0);
+        metrics.producerPaused.set({ account: keys.account, mailbox, reason: pausedFor }, 0);
         logger.info({ mailbox, reason: pausedFor }, 'fetching resumed');
         onPause?.(null);
       }

@@ -40,9 +40,6 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
   for (const reason of ['permanent', 'max-attempts']) metrics.emailsDeadLettered.inc({ reason }, 0);
   metrics.emailsDelivered.inc({ sink: sink.kind }, 0);
   metrics.emailsRetried.inc({ sink: sink.kind }, 0);
-  metrics.groupLag.set({ group: w.group }, 0);
-  metrics.groupPending.set({ group: w.group }, 0);
-
   const stopping = new AbortController();
   const giveUp = new AbortController();
   const limiter = new Limiter(w.concurrency);
@@ -61,18 +58,25 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
       settings: { group: w.group, consumer: w.consumerName, readBatchSize: w.readBatchSize, readBlockMs: w.readBlockMs, claimIdleMs: w.claimIdleMs, claimIntervalMs: w.claimIntervalMs },
     });
   });
+  for (const ops of streams) {
+    metrics.groupLag.set({ account: ops.keys.account, group: w.group }, 0);
+    metrics.groupPending.set({ account: ops.keys.account, group: w.group }, 0);
+  }
   const loops = consumers.map((c) => c.run());
   logger.info({ consumer: w.consumerName, group: w.group, sink: sink.kind, accounts }, 'worker consuming');
 
   let lastStats: StreamStats[] = [];
   const refreshStats = async () => {
     lastStats = await Promise.all(streams.map((ops) => readStreamStats(redis, ops.keys)));
-    const sum = (pick: (s: StreamStats) => number) => lastStats.reduce((n, s) => n + pick(s), 0);
-    const group = (s: StreamStats) => s.groups.find((g) => g.name === w.group);
-    metrics.streamLength.set(sum((s) => s.length));
-    metrics.dlqLength.set(sum((s) => s.dlqLength));
-    metrics.groupLag.set({ group: w.group }, sum((s) => group(s)?.lag ?? 0));
-    metrics.groupPending.set({ group: w.group }, sum((s) => group(s)?.pending ?? 0));
+    // One series per account: with several accounts, a stuck one must not hide behind a sum.
+    lastStats.forEach((stats, i) => {
+      const account = { account: streams[i]!.keys.account };
+      const mine = stats.groups.find((g) => g.name === w.group);
+      metrics.streamLength.set(account, stats.length);
+      metrics.dlqLength.set(account, stats.dlqLength);
+      metrics.groupLag.set({ ...account, group: w.group }, mine?.lag ?? 0);
+      metrics.groupPending.set({ ...account, group: w.group }, mine?.pending ?? 0);
+    });
   };
   const statsTimer = setInterval(() => void refreshStats().catch((err: unknown) => logger.debug({ err }, 'stream statistics not read')), STATS_INTERVAL_MS);
   statsTimer.unref();

@@ -14,7 +14,15 @@ export async function readEntries(redis: Redis, stream: string): Promise<EmailEn
 
 /** Value of one Prometheus sample in /metrics text, NaN when absent. */
 export function metricValue(text: string, name: string, labels = ''): number {
-  const prefix = labels ? `${name}{${labels}} ` : `${name} `;
-  const line = text.split('\n').find((l) => l.startsWith(prefix));
-  return line ? Number(line.slice(prefix.length)) : NaN;
+  // `labels` lists the pairs a series must have (`mailbox="INBOX",kind="auth"`); others, such as
+  // `account`, may be there too. Several matching series are summed.
+  const wanted = labels ? labels.split(/,(?=\w+=")/) : [];
+  let total = NaN;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = m[2] ? m[2].split(/,(?=\w+=")/) : [];
+    if (wanted.every((pair) => have.includes(pair))) total = (Number.isNaN(total) ? 0 : total) + Number(m[3]);
+  }
+  return total;
 }

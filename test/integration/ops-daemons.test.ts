@@ -76,7 +76,7 @@ describe('producer and worker daemons', () => {
       expect(value(text, `mailstream_build_info{role="${role}",version="0.1.0"}`)).toBe(1);
       expect(value(text, 'mailstream_ready'), role).toBe(1);
       expect(value(text, 'mailstream_redis_up'), role).toBe(1);
-      if (role === 'producer') expect(value(text, 'mailstream_emails_appended_total{mailbox="INBOX"}')).toBe(20);
+      if (role === 'producer') expect(value(text, `mailstream_emails_appended_total{account="${USER}",mailbox="INBOX"}`)).toBe(20);
       else expect(value(text, 'mailstream_emails_delivered_total{sink="jsonl"}')).toBe(20);
     }
   });
