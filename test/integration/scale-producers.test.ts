@@ -193,6 +193,21 @@ describe('3 producers, 20 mailboxes over 5 accounts', () => {
     }, { what: 'a 7/7/6 split of the leases' });
     expect(expectOneHolderAtATime(leaseHistory(producers))).toBeGreaterThanOrEqual(20);
     expectExactlyOnce(await streamEntries());
+
+    // Every account has an INBOX: the metrics tell them apart by the account label, and what the
+    // three producers counted adds up to what was ingested.
+    const appended = new Map<string, number>();
+    for (const daemon of Object.values(producers)) {
+      const url = (await daemon.waitForLog((l) => l.msg === 'health and metrics listening')).url as string;
+      const text = await (await fetch(`${url}/metrics`)).text();
+      for (const [, labels, value] of text.matchAll(/^mailstream_emails_appended_total\{(.*)\} (\d+)$/gm)) {
+        appended.set(labels!, (appended.get(labels!) ?? 0) + Number(value));
+      }
+    }
+    expect([...appended.keys()].filter((l) => l.includes('mailbox="INBOX"')).sort())
+      .toEqual(ACCOUNTS.map((a) => `account="${a.user}",mailbox="INBOX"`).sort());
+    expect(appended.size).toBe(20);
+    expect([...appended.values()].reduce((a, b) => a + b, 0)).toBe(expectedTotal());
   });
 
   it('kill -9 of a producer: its mailboxes are taken over, nothing lost, nothing appended twice', async () => {
