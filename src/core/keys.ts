@@ -10,7 +10,7 @@ export interface AccountKeys {
   dlq: string;
   /** Hash per mailbox: uidValidity, lastUid, lastInternalDate, lastPollAt, ... */
   mailbox(mailbox: string): string;
-  /** Sorted set of idempotency keys the producer appended, scored by internal date (ms). */
+  /** Sorted set of idempotency keys the producer appended, scored by ingestion time (ms). */
   ingested: string;
   /** Marker that the worker delivered a key (string with a TTL). */
   delivered(idempotencyKey: string): string;

@@ -85,7 +85,10 @@ describe('runbooks', () => {
       const { command, path } = resolve(program, call.path);
       if (path.length === 0) { problems.push(`${call.file}: no such command in \`${call.line}\``); continue; }
       if (command.commands.length > 0) problems.push(`${call.file}: \`mailstream ${path.join(' ')}\` needs a subcommand in \`${call.line}\``);
-      const known = new Set([...command.options.map((o) => o.long), ...globalOptions, '--help']);
+      // Commander takes a parent's options after the subcommand too (`dlq list --account x`).
+      const inherited: string[] = [];
+      for (let c: Command | null = command; c; c = c.parent) inherited.push(...c.options.map((o) => o.long ?? ''));
+      const known = new Set([...inherited, ...globalOptions, '--help']);
       for (const option of call.options) if (!known.has(option)) problems.push(`${call.file}: \`mailstream ${path.join(' ')}\` has no ${option} in \`${call.line}\``);
     }
     expect(problems).toEqual([]);
