@@ -2,6 +2,7 @@
 // answer, no breaker open), /status (JSON) and /metrics (Prometheus text).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { MailstreamError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -65,8 +66,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   });
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => { server.off('error', reject); resolve(); });
+    // A port in use is an operator's mistake to fix in the settings, not a crash to debug.
+    const refused = (err: NodeJS.ErrnoException) => reject(new MailstreamError('ERR_HTTP_LISTEN',
+      `cannot listen on ${options.host}:${options.port} (HTTP_HOST/HTTP_PORT): ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`, { cause: err }));
+    server.once('error', refused);
+    server.listen(options.port, options.host, () => { server.off('error', refused); resolve(); });
   });
   const port = (server.address() as AddressInfo).port;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;

@@ -32,8 +32,11 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
   const sets = new Map<string, AccountRunners>();
   for (const account of accounts) {
     sets.set(account.account, accountRunners(createAccountContext({ config, account, redis, logger, metrics, pool })));
-    await redis.sadd(globalKeys(config.prefix).accounts, account.account);
   }
+  // Nothing here waits for Redis: a producer started while Redis is away serves /health and a
+  // /ready that says why, and gets going when Redis answers (ioredis holds the commands till then).
+  redis.sadd(globalKeys(config.prefix).accounts, ...accounts.map((a) => a.account))
+    .catch((err: unknown) => logger.warn({ err }, 'accounts not registered for `mailstream status`'));
 
   const running = new Map<string, Running>();
   const leases: LeaseManager = new LeaseManager({
@@ -63,8 +66,8 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
       },
     },
   });
-  await leases.start();
-  logger.info({ producerId: config.leases.producerId, accounts: accounts.map((a) => a.account), mailboxes: accounts.reduce((n, a) => n + a.mailboxes.length, 0), leases: leases.held().length, parseThreads: pool.threads }, 'producer running');
+  void leases.start();
+  logger.info({ producerId: config.leases.producerId, accounts: accounts.map((a) => a.account), mailboxes: accounts.reduce((n, a) => n + a.mailboxes.length, 0), parseThreads: pool.threads }, 'producer running');
 
   const runners = () => [...running.values()];
   // Breakers are per account; with one account they keep their plain names (imap, redis).

@@ -84,8 +84,12 @@ export class LeaseManager {
   }
 
   /** Registers, takes a first share of mailboxes and keeps renewing and rebalancing. */
-  async start(): Promise<void> {
-    await this.balance();
+  /**
+   * Takes leases at once and then every renewal period. The promise settles after the first round
+   * (it never rejects); the producer does not wait for it, so a Redis that is away holds nothing up.
+   */
+  start(): Promise<void> {
+    const first = this.balance();
     const every = this.#every;
     this.#renewTimer = setInterval(() => void this.renew(), every);
     // Rebalancing at a slightly different, jittered pace keeps producers from moving in lockstep.
@@ -93,6 +97,7 @@ export class LeaseManager {
       this.#balanceTimer = setTimeout(() => { void this.balance().finally(() => { if (!this.#stopped) schedule(); }); }, every + Math.floor(Math.random() * every / 2));
     };
     schedule();
+    return first;
   }
 
   held(): HeldLease[] {
@@ -188,16 +193,19 @@ export class LeaseManager {
   async #release(slot: Slot): Promise<void> {
     slot.releasing = true;
     const { lease } = slot;
-    // Polling stops before the lease goes, so two producers never poll the mailbox at once.
+    // Polling stops before the lease goes, so two producers never poll the mailbox at once. The
+    // line is logged before the key is deleted, so no other producer's `lease acquired` can come
+    // before it in the logs.
     await this.#o.handlers.stop(lease, 'released');
+    const mine = this.#held.get(refId(lease)) === slot;
+    if (mine) this.#o.logger.info({ account: lease.account, mailbox: lease.mailbox, lease: lease.token }, 'lease released');
     const key = accountKeys(this.#o.prefix, lease.account).lease(lease.mailbox);
     await within(this.#o.redis.releaseLease(key, lease.token), this.#every).catch((err: unknown) => {
-      this.#o.logger.warn({ err, account: lease.account, mailbox: lease.mailbox }, 'lease not released; it will expire');
+      this.#o.logger.warn({ err, account: lease.account, mailbox: lease.mailbox }, 'lease not deleted from Redis; it will expire');
     });
-    if (this.#held.get(refId(lease)) !== slot) return;
+    if (!mine || this.#held.get(refId(lease)) !== slot) return;
     this.#held.delete(refId(lease));
     this.#count(lease.account, 'released');
-    this.#o.logger.info({ account: lease.account, mailbox: lease.mailbox, lease: lease.token }, 'lease released');
   }
 
   async #drop(slot: Slot, reason: 'lost'): Promise<void> {

@@ -111,7 +111,11 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
       // handed over in that read stay pending and are claimed by another worker.
       for (const connection of blocking) connection.disconnect();
       const finished = Promise.allSettled(loops);
-      const inTime = await Promise.race([finished.then(() => true), sleep(config.shutdownTimeoutMs).then(() => false)]);
+      // The timer is cancelled once the loops finish: a pending 30 s timer would hold a process
+      // that is meant to exit (a start-up that failed after the worker began).
+      const timeUp = new AbortController();
+      const inTime = await Promise.race([finished.then(() => true), sleep(config.shutdownTimeoutMs, timeUp.signal).then(() => false)]);
+      timeUp.abort();
       if (!inTime) {
         logger.warn({ timeoutMs: config.shutdownTimeoutMs, inFlight: limiter.inFlight }, 'deliveries still under way at the shutdown timeout: leaving them pending for another worker');
         giveUp.abort();

@@ -116,6 +116,26 @@ describe('producer under failures', () => {
     expect(await daemon.stop()).toBe(0);
   });
 
+  it('started while Redis is down: serves /ready 503 naming Redis, and ingests once Redis is up', async () => {
+    dovecot.seed(USER, 'LateRedis', generateCorpus(3, { seed: 76, tag: 'late-redis' }).map((m) => m.raw));
+    const env = producerEnv({ redisUrl: redisServer.url, dovecot, mailboxes: ['LateRedis'], extra: { START_FROM: 'all' } });
+    const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
+    await redisServer.kill();
+    const daemon = startDaemon(['producer'], env);
+    const url = (await daemon.waitForLog((l) => l.msg === 'health and metrics listening')).url as string;
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    const down = await readiness(url);
+    expect(down.status).toBe(503);
+    expect(down.reasons).toContain('redis: not answering');
+
+    await redisServer.start();
+    await eventually(async () => (await redis.xlen(keys.stream)) === 3, { what: 'the mailbox once Redis is up' });
+    await eventually(async () => (await readiness(url)).status === 200, { what: '/ready 200' });
+    expect((await readEntries(redis, keys.stream)).map((e) => e.uid)).toEqual([1, 2, 3]);
+    expect(await redis.sismember(`${env.MAILSTREAM_PREFIX}:accounts`, USER)).toBe(1);
+    expect(await daemon.stop()).toBe(0);
+  });
+
   it('never trusts an unknown certificate: without IMAP_TLS_CA_FILE the private server is refused', async () => {
     dovecot.seed(USER, 'Untrusted', generateCorpus(1, { seed: 76, tag: 'untrusted' }).map((m) => m.raw));
     const { IMAP_TLS_CA_FILE: _trusted, ...env } = producerEnv({ redisUrl: redisServer.url, dovecot, mailboxes: ['Untrusted'], extra: { START_FROM: 'all' } });
