@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateCorpus } from '../helpers/corpus.ts';
-import { baseEnv, ROOT, startDaemon, type Daemon } from '../helpers/cli.ts';
+import { baseEnv, ROOT, runCli, startDaemon, type Daemon } from '../helpers/cli.ts';
 import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
 import { eventually, freePort } from '../helpers/ports.ts';
 import { killAllTracked } from '../helpers/processes.ts';
@@ -103,6 +103,13 @@ describe('producer and worker daemons', () => {
     for (const url of [producerUrl, workerUrl]) {
       await eventually(async () => (await fetch(`${url}/ready`)).status === 200, { what: `${url}/ready 200 again` });
     }
+  });
+
+  it('a worker whose HTTP port is taken exits 1 naming HTTP_PORT, and does not hang on its open connections', async () => {
+    const taken = new URL(workerUrl).port;
+    const result = await runCli(['worker'], { ...workerEnv, HTTP_PORT: taken }, { timeoutMs: 30_000 });
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken} \\(HTTP_HOST/HTTP_PORT\\): the port is in use`));
   });
 
   it('scripts/start.sh, health_check.sh and stop.sh run a worker without systemd', async () => {
