@@ -64,7 +64,7 @@ start_one() {
   [ -f "$ENV_FILE" ] && args+=(--env-file "$ENV_FILE")
   # setsid: the daemon survives the shell that started it and gets no terminal signals.
   # `--` keeps Node from reading our --env-file as its own flag.
-  env HTTP_PORT="$port" "$@" setsid "$NODE" --max-semi-space-size=4 --max-old-space-size=512 -- "$ROOT/bin/mailstream.js" "${args[@]}" "$role" >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
+  env HTTP_PORT="$port" "$@" setsid "$NODE" --max-semi-space-size=8 --max-old-space-size=512 -- "$ROOT/bin/mailstream.js" "${args[@]}" "$role" >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$RUN_DIR/$name.pid"
   echo "$port" >"$RUN_DIR/$name.port"
