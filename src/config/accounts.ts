@@ -58,8 +58,11 @@ export interface LoadAccountsOptions {
   /** Global settings each account starts from (IMAP_*, OAUTH2_*). */
   base: Pick<Config, 'imap' | 'oauth2'>;
   env: Record<string, string | undefined>;
-  /** Read the referenced secrets now (the producer); the worker and admin commands need none. */
-  resolveSecrets: boolean;
+  /**
+   * Read the referenced secrets now: `true` for every account (the producer), an account id for
+   * that one only (`auth --account`), `false` for none (the worker and other admin commands).
+   */
+  resolveSecrets: boolean | string;
 }
 
 export interface LoadedAccounts {
@@ -95,8 +98,8 @@ export function loadAccounts(path: string, options: LoadAccountsOptions): Loaded
   // Paths inside the file are relative to the file, so it reads the same from any working dir.
   const fromFile = (p: string | undefined) => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(dir, p));
   const secrets: string[] = [];
-  const reveal = (ref: SecretRef | undefined, where: string): string | undefined => {
-    if (ref === undefined || !options.resolveSecrets) return undefined;
+  const reveal = (ref: SecretRef | undefined, where: string, resolving: boolean): string | undefined => {
+    if (ref === undefined || !resolving) return undefined;
     const value = readSecret(ref, where, options.env, fromFile);
     if (value.length >= 4) secrets.push(value);
     return value;
@@ -110,18 +113,19 @@ export function loadAccounts(path: string, options: LoadAccountsOptions): Loaded
     if (/[{}]/.test(id)) fail(`${where}.user: may not contain { or } (it names the stream); set an id`);
     if (seen.has(id)) fail(`${where}: account ${id} is listed twice`);
     seen.add(id);
+    const resolving = options.resolveSecrets === true || options.resolveSecrets === id || options.resolveSecrets === entry.user;
     const mailboxes = entry.mailboxes ?? defaults.mailboxes ?? options.base.imap.mailboxes;
     if (new Set(mailboxes).size !== mailboxes.length) fail(`${where}.mailboxes: a mailbox is listed twice`);
     const auth = entry.auth ?? defaults.auth ?? options.base.imap.auth;
     const oauth2 = { ...defaults.oauth2, ...entry.oauth2 };
-    if (options.resolveSecrets) {
+    if (resolving) {
       if (auth === 'password' && !entry.password) fail(`${where}.password: required when auth is password`);
       if (auth === 'oauth2' && !oauth2.serviceAccountFile && !options.base.oauth2.serviceAccountFile) {
         if (!oauth2.clientId && !options.base.oauth2.clientId) fail(`${where}.oauth2.clientId: required when auth is oauth2`);
         if (!oauth2.clientSecret && !options.base.oauth2.clientSecret) fail(`${where}.oauth2.clientSecret: required when auth is oauth2`);
       }
     }
-    const clientIdValue = typeof oauth2.clientId === 'string' ? oauth2.clientId : reveal(oauth2.clientId, `${where}.oauth2.clientId`);
+    const clientIdValue = typeof oauth2.clientId === 'string' ? oauth2.clientId : reveal(oauth2.clientId, `${where}.oauth2.clientId`, resolving);
     return {
       id,
       imap: {
@@ -132,13 +136,13 @@ export function loadAccounts(path: string, options: LoadAccountsOptions): Loaded
         tlsCaFile: fromFile(entry.tlsCaFile ?? defaults.tlsCaFile) ?? options.base.imap.tlsCaFile,
         user: entry.user,
         auth,
-        password: reveal(entry.password, `${where}.password`),
+        password: reveal(entry.password, `${where}.password`, resolving),
         mailboxes,
       },
       oauth2: {
         ...options.base.oauth2,
         clientId: clientIdValue ?? options.base.oauth2.clientId,
-        clientSecret: reveal(oauth2.clientSecret, `${where}.oauth2.clientSecret`) ?? options.base.oauth2.clientSecret,
+        clientSecret: reveal(oauth2.clientSecret, `${where}.oauth2.clientSecret`, resolving) ?? options.base.oauth2.clientSecret,
         tokenFile: fromFile(oauth2.tokenFile) ?? `./tokens/${entry.user}.json`,
         serviceAccountFile: fromFile(oauth2.serviceAccountFile) ?? options.base.oauth2.serviceAccountFile,
       },

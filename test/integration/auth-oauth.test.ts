@@ -51,8 +51,8 @@ function authEnv(tokenFile: string): Record<string, string> {
 }
 
 /** Runs `auth setup`, follows the printed consent URL like a browser would, returns the exit code. */
-async function consent(tokenFile: string): Promise<{ code: number | string; url: URL; output: string }> {
-  const setup = spawnTracked(process.execPath, ['--', BIN, 'auth', 'setup'], { env: baseEnv(authEnv(tokenFile)), cwd: ROOT });
+async function consent(env: Record<string, string>, args: string[] = []): Promise<{ code: number | string; url: URL; output: string }> {
+  const setup = spawnTracked(process.execPath, ['--', BIN, 'auth', 'setup', ...args], { env: baseEnv(env), cwd: ROOT });
   const url = await eventually(() => /^(http:\/\/\S+\/auth\?\S+)$/m.exec(setup.output())?.[1], { what: 'the consent URL' });
   const landing = await fetch(url); // the local provider approves and redirects to the loopback listener
   expect(landing.status).toBe(200);
@@ -62,7 +62,7 @@ async function consent(tokenFile: string): Promise<{ code: number | string; url:
 describe('auth commands', () => {
   it('setup: consent URL with offline access, forced consent and PKCE; token file written 0600', async () => {
     const tokenFile = join(mkdtempSync(join(tmpdir(), 'ms-auth-')), 'tokens', `${USER}.json`);
-    const { code, url, output } = await consent(tokenFile);
+    const { code, url, output } = await consent(authEnv(tokenFile));
     expect(code).toBe(0);
     expect(url.searchParams.get('access_type')).toBe('offline');
     expect(url.searchParams.get('prompt')).toBe('consent');
@@ -92,6 +92,42 @@ describe('auth commands', () => {
     const after = await runCli(['auth', 'refresh'], { ...authEnv(tokenFile) });
     expect(after.code).toBe(1);
     expect(after.stderr).toMatch(/auth setup/);
+  });
+
+  it('--account: setup, info and refresh for one account of ACCOUNTS_FILE, reading only its secrets', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ms-auth-accounts-'));
+    const accountsFile = join(dir, 'accounts.json');
+    writeFileSync(accountsFile, JSON.stringify({
+      defaults: { auth: 'oauth2', oauth2: { clientId: oauth.clientId } },
+      accounts: [
+        // Its secret is not in this shell's environment: only the chosen account's are read.
+        { user: 'legacy@example.com', auth: 'password', password: { env: 'LEGACY_PASSWORD_NOT_HERE' } },
+        { user: 'sales@example.com', oauth2: { clientSecret: { env: 'SALES_CLIENT_SECRET' }, tokenFile: 'tokens/sales.json' } },
+      ],
+    }));
+    const env = {
+      ACCOUNTS_FILE: accountsFile, SALES_CLIENT_SECRET: oauth.clientSecret,
+      OAUTH2_TOKEN_URL: oauth.tokenUrl, OAUTH2_AUTH_URL: oauth.authUrl, OAUTH2_REVOKE_URL: oauth.revokeUrl,
+    };
+    const { code, url, output } = await consent(env, ['--account', 'sales@example.com']);
+    expect(code, output).toBe(0);
+    expect(url.searchParams.get('login_hint')).toBe('sales@example.com');
+    const tokenFile = join(dir, 'tokens', 'sales.json'); // relative to the accounts file
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(tokenFile, 'utf8'))).toMatchObject({ account: 'sales@example.com' });
+
+    const info = await runCli(['auth', 'info', '--json', '--account', 'sales@example.com'], env);
+    expect(JSON.parse(info.stdout)).toMatchObject({ account: 'sales@example.com', tokenFile, hasRefreshToken: true });
+    const refreshed = await runCli(['auth', 'refresh', '--account', 'sales@example.com'], env);
+    expect(refreshed.code, refreshed.stderr).toBe(0);
+    expect(refreshed.stdout).not.toContain(oauth.clientSecret);
+
+    const unknown = await runCli(['auth', 'info', '--account', 'nobody@example.com'], env);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/nobody@example\.com is not in ACCOUNTS_FILE \(accounts: legacy@example\.com, sales@example\.com\)/);
+    const password = await runCli(['auth', 'setup', '--account', 'legacy@example.com'], { ...env, LEGACY_PASSWORD_NOT_HERE: 'pw' });
+    expect(password.code).toBe(2);
+    expect(password.stderr).toMatch(/logs in with a password/);
   });
 });
 
