@@ -66,6 +66,8 @@ export interface Config {
     webhookSecret: string | undefined;
     webhookTimeoutMs: number;
     maxAttempts: number;
+    /** Hand-outs ending with no outcome (a worker dying on the email) before the DLQ. */
+    maxUnfinishedDeliveries: number;
     retryBaseMs: number;
     retryMaxMs: number;
     concurrency: number;
@@ -212,6 +214,7 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
       webhookSecret: str('WEBHOOK_SECRET'),
       webhookTimeoutMs: num('WEBHOOK_TIMEOUT_MS'),
       maxAttempts: num('MAX_ATTEMPTS'),
+      maxUnfinishedDeliveries: num('MAX_UNFINISHED_DELIVERIES'),
       retryBaseMs: num('RETRY_BASE_MS'),
       retryMaxMs: num('RETRY_MAX_MS'),
       concurrency: num('WORKER_CONCURRENCY'),

@@ -102,6 +102,7 @@ export const SETTINGS = {
   WEBHOOK_SECRET: { schema: nonEmpty, secret: true, doc: 'HMAC-SHA256 key of the webhook signature header' },
   WEBHOOK_TIMEOUT_MS: { schema: int(100, 10 * MINUTE), default: '10000', doc: 'timeout of one webhook request' },
   MAX_ATTEMPTS: { schema: int(1, 1000), default: '5', doc: 'deliveries before an email goes to the DLQ' },
+  MAX_UNFINISHED_DELIVERIES: { schema: int(1, 1000), default: '3', doc: 'times an email left behind by a dead worker may be tried again with no outcome (the worker dying on it again) before it goes to the DLQ' },
   RETRY_BASE_MS: { schema: int(1, 24 * 60 * MINUTE), default: '1000', doc: 'first retry delay; doubles each attempt, with jitter' },
   RETRY_MAX_MS: { schema: int(1, 24 * 60 * MINUTE), default: String(5 * MINUTE), doc: 'longest retry delay' },
   WORKER_CONCURRENCY: { schema: int(1, 1024), default: '16', doc: 'deliveries in flight per worker process' },

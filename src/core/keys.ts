@@ -18,6 +18,8 @@ export interface AccountKeys {
   retries: string;
   /** Hash of stream ID -> JSON failure record (first/last failure, last error). */
   failures: string;
+  /** Hash of stream ID -> times a recovering worker began it with no outcome yet (crash guard). */
+  handouts: string;
   /** Lease on a mailbox held by one producer (scale-out). */
   lease(mailbox: string): string;
   /** Counter handing out fencing tokens for leases. */
@@ -52,6 +54,7 @@ export function accountKeys(prefix: string, account: string): AccountKeys {
     delivered: (key) => `${base}:delivered:${key}`,
     retries: `${base}:retries`,
     failures: `${base}:failures`,
+    handouts: `${base}:handouts`,
     lease: (mailbox) => `${base}:lease:${mailbox}`,
     fence: `${base}:fence`,
     mailboxStatus: `${base}:mailbox-status`,

@@ -83,35 +83,36 @@ export class AccountConsumer {
   }
 
   private async readTurn(): Promise<void> {
-    const { ops, settings, stopping, breaker } = this.o;
+    const { settings } = this.o;
     const reading = this.cursor;
     if (reading !== '>') {
-      const raw = await this.read(reading);
-      // Re-reading our own pending entries after a restart: skip those waiting for their retry.
+      // After a restart: our own pending entries, left by the process that died or stopped, one at
+      // a time (a read hands out only what it returns), each settled before the next.
+      const raw = await this.read(reading, 1);
       if (raw.length === 0) { this.cursor = '>'; return; }
       this.cursor = raw[raw.length - 1]![0];
-      const waiting = await ops.retryScheduled(raw.map(([id]) => id));
-      await this.deliver(raw.filter(([id]) => !waiting.has(id)), false);
+      const waiting = await this.o.ops.retryScheduled(raw.map(([id]) => id));
+      await this.recover(raw.filter(([id]) => !waiting.has(id)));
       return;
     }
     const ahead = this.readAhead;
     this.readAhead = undefined;
-    const raw = await (ahead ?? this.read('>'));
+    const raw = await (ahead ?? this.read('>', settings.readBatchSize));
     // A full batch means a backlog: the next read goes out now and its round trip overlaps this
     // delivery. It is safe for dedupe because batches are still delivered one after another, and
     // the dedupe check of the next batch is sent only after this one's acknowledgements. Entries
     // read ahead when the worker stops stay pending and are re-read or claimed like any others.
-    if (raw.length === settings.readBatchSize && !stopping.aborted && !breaker.opened) {
-      const next = this.read('>');
+    if (raw.length === settings.readBatchSize && !this.o.stopping.aborted && !this.o.breaker.opened) {
+      const next = this.read('>', settings.readBatchSize);
       next.catch(() => undefined); // awaited next turn; a failure is handled there
       this.readAhead = next;
     }
     await this.deliver(raw, true);
   }
 
-  private async read(from: string): Promise<RawEntry[]> {
+  private async read(from: string, count: number): Promise<RawEntry[]> {
     const { ops, settings } = this.o;
-    const reply = (await this.o.blocking.xreadgroup('GROUP', settings.group, settings.consumer, 'COUNT', settings.readBatchSize,
+    const reply = (await this.o.blocking.xreadgroup('GROUP', settings.group, settings.consumer, 'COUNT', count,
       'BLOCK', settings.readBlockMs, 'STREAMS', ops.keys.stream, from)) as ReadReply;
     return reply?.[0]?.[1] ?? [];
   }
@@ -139,6 +140,17 @@ export class AccountConsumer {
     await this.o.deliverer.process(this.o.ops, parsed.entries, fresh);
   }
 
+  /** Entries a dead worker left in hand: one by one, so one that kills workers takes none along. */
+  private async recover(raw: RawEntry[]): Promise<void> {
+    if (raw.length === 0) return;
+    const parsed = parseEntries(raw);
+    await this.o.ops.ackMissing(parsed.missing);
+    for (const entry of parsed.entries) {
+      if (this.o.stopping.aborted) return;
+      await this.o.deliverer.recover(this.o.ops, entry);
+    }
+  }
+
   private async claimOrphans(): Promise<void> {
     const { ops, settings, metrics, logger } = this.o;
     const claimed = (await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize)).filter(([id]) => !this.o.deliverer.isInHand(id));
@@ -148,7 +160,7 @@ export class AccountConsumer {
       // outcome: a worker dying on them is worth an operator's look.
       const maxDeliveries = Math.max(...claimed.map(([, , deliveries]) => deliveries));
       logger.info({ account: this.account, count: claimed.length, maxDeliveries }, 'claimed orphaned entries');
-      await this.deliver(claimed.map(([id, fields]) => [id, fields] as RawEntry), false);
+      await this.recover(claimed.map(([id, fields]) => [id, fields] as RawEntry));
     }
     // A live worker reads at least every READ_BLOCK_MS, so one idle for many of those is gone.
     const removed = await ops.removeDeadConsumers(Math.max(settings.claimIdleMs, 10 * settings.readBlockMs));

@@ -8,7 +8,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { appendedAtMs, type StreamEntry } from './entries.ts';
 import type { Limiter } from './limiter.ts';
-import { decideAfterFailure, parseFailureRecord, type FailureRecord, type RetrySettings } from './retry-policy.ts';
+import { decideAfterFailure, decideOnUnfinished, parseFailureRecord, type FailureDecision, type FailureRecord, type RetrySettings } from './retry-policy.ts';
 import type { StreamOps } from './stream-ops.ts';
 import type { Delivery, Sink } from './sinks/types.ts';
 
@@ -38,6 +38,8 @@ export interface DelivererOptions {
   metrics: Metrics;
   logger: Logger;
   retry: RetrySettings;
+  /** Hand-outs with no outcome before an entry is dead-lettered (MAX_UNFINISHED_DELIVERIES). */
+  maxUnfinished: number;
   consumer: string;
   /** Aborted when shutdown begins: no new attempt starts, waiting entries are left pending. */
   stopping: AbortSignal;
@@ -188,20 +190,39 @@ export class Deliverer {
     const { metrics, logger, sink } = this.o;
     await Promise.all(failed.map(async ({ entry, err, failedAt }) => {
       const decision = decideAfterFailure(err, previous.get(entry.id), { now: failedAt, consumer: this.o.consumer, settings: this.o.retry });
-      const log = { entryId: entry.id, account: ops.keys.account, attempts: decision.record.attempts, error: decision.record.lastError };
       if (decision.kind === 'retry') {
         const account = ops.keys.account;
         this.earliestRetry.set(account, Math.min(this.earliestRetry.get(account) ?? Infinity, decision.dueAt));
         await ops.recordFailure(entry.id, decision.record, decision.dueAt);
         metrics.emailsRetried.inc({ sink: sink.kind });
-        logger.warn({ ...log, retryInMs: decision.dueAt - Date.now() }, 'delivery failed; retry scheduled');
+        logger.warn({ entryId: entry.id, account, attempts: decision.record.attempts, error: decision.record.lastError, retryInMs: decision.dueAt - Date.now() }, 'delivery failed; retry scheduled');
       } else {
-        const dlqId = await ops.moveToDlq(entry, decision.record, decision.reason);
-        if (dlqId) {
-          metrics.emailsDeadLettered.inc({ reason: decision.reason });
-          logger.error({ ...log, reason: decision.reason, dlqId }, 'email dead-lettered');
-        }
+        await this.deadLetter(ops, entry, decision);
       }
     }));
+  }
+
+  /**
+   * Delivers one entry left behind by a worker that died (or stopped mid-delivery), alone, with its
+   * outcome settled before the next: if a worker dies on it again, nothing else was in hand. Each
+   * such try is counted in Redis; past MAX_UNFINISHED_DELIVERIES it goes to the DLQ unsent.
+   */
+  async recover(ops: StreamOps, entry: StreamEntry): Promise<void> {
+    if (this.o.stopping.aborted) return;
+    const handouts = await ops.countHandout(entry.id);
+    const [raw] = await ops.failureRecords([entry.id]);
+    const decision = decideOnUnfinished(handouts, parseFailureRecord(raw), { now: Date.now(), consumer: this.o.consumer, limit: this.o.maxUnfinished });
+    if (decision) await this.deadLetter(ops, entry, decision);
+    else await this.process(ops, [entry], false);
+    await this.settled();
+    // Abandoned by a stop: the try did not end, so it stays counted.
+    if (!this.o.stopping.aborted || decision) await ops.clearHandouts([entry.id]);
+  }
+
+  private async deadLetter(ops: StreamOps, entry: StreamEntry, decision: FailureDecision & { kind: 'dead-letter' }): Promise<void> {
+    const dlqId = await ops.moveToDlq(entry, decision.record, decision.reason);
+    if (!dlqId) return;
+    this.o.metrics.emailsDeadLettered.inc({ reason: decision.reason });
+    this.o.logger.error({ entryId: entry.id, account: ops.keys.account, attempts: decision.record.attempts, error: decision.record.lastError, reason: decision.reason, dlqId }, 'email dead-lettered');
   }
 }

@@ -12,7 +12,9 @@ export interface FailureRecord {
   consumer: string;
 }
 
-export type DeadLetterReason = 'permanent' | 'max-attempts';
+export type DeadLetterReason = 'permanent' | 'max-attempts' | 'max-deliveries';
+
+export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = ['permanent', 'max-attempts', 'max-deliveries'];
 
 export type FailureDecision =
   | { kind: 'retry'; record: FailureRecord; dueAt: number }
@@ -51,6 +53,30 @@ export function decideAfterFailure(
     ? Math.min(retryAfter, settings.maxRetryAfterMs)
     : backoffDelay(record.attempts, settings.backoff, context.random);
   return { kind: 'retry', record, dueAt: now + delay };
+}
+
+/**
+ * An entry left behind by a worker that died is tried again alone, and each such try is counted
+ * until it has an outcome (delivered, a failure recorded). `handouts` is that count, this try
+ * included: past `limit`, the workers keep dying on this email and it goes to the DLQ.
+ */
+export function decideOnUnfinished(
+  handouts: number,
+  previous: FailureRecord | undefined,
+  context: { now: number; consumer: string; limit: number },
+): (FailureDecision & { kind: 'dead-letter' }) | undefined {
+  if (handouts <= context.limit) return undefined;
+  return {
+    kind: 'dead-letter',
+    reason: 'max-deliveries',
+    record: {
+      attempts: previous?.attempts ?? 0,
+      firstFailureAt: previous?.firstFailureAt ?? context.now,
+      lastFailureAt: context.now,
+      lastError: `tried ${handouts - 1} times after a worker died on it, never with an outcome (MAX_UNFINISHED_DELIVERIES=${context.limit}): a worker may be dying on this email`,
+      consumer: context.consumer,
+    },
+  };
 }
 
 export function parseFailureRecord(raw: string | null | undefined): FailureRecord | undefined {

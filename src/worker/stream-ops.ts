@@ -70,7 +70,7 @@ export class StreamOps {
     const tx = this.redis.multi();
     for (const e of entries) tx.set(deliveredMarker(k, e.key), '1', 'EX', this.ttl);
     tx.xack(k.stream, this.group, ...ids);
-    if (retried) tx.hdel(k.failures, ...ids).zrem(k.retries, ...ids);
+    if (retried) tx.hdel(k.failures, ...ids).zrem(k.retries, ...ids).hdel(k.handouts, ...ids);
     const results = await tx.exec();
     const failed = results?.find(([err]) => err);
     if (!results || failed) throw failed?.[0] ?? new Error('acknowledgement transaction aborted');
@@ -103,6 +103,15 @@ export class StreamOps {
   async claimDueRetries(now: number, count: number): Promise<{ due: RawEntry[]; nextDueAt: number | undefined }> {
     const [due, next] = await this.redis.claimDueRetries(this.keys.stream, this.keys.retries, this.group, this.consumer, now, count);
     return { due, nextDueAt: next === null ? undefined : Number(next) };
+  }
+
+  /** Counts one more try of an entry left behind by a dead worker; returns the tries so far. */
+  countHandout(id: string): Promise<number> {
+    return this.redis.hincrby(this.keys.handouts, id, 1);
+  }
+
+  async clearHandouts(ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await this.redis.hdel(this.keys.handouts, ...ids);
   }
 
   /** Which of these ids wait in the retries set. */

@@ -11,6 +11,7 @@ import { readStreamStats, type StreamStats } from '../core/stream-stats.ts';
 import { AccountConsumer } from './consumer.ts';
 import { Deliverer, type SinkBreaker } from './deliver.ts';
 import { Limiter } from './limiter.ts';
+import { DEAD_LETTER_REASONS } from './retry-policy.ts';
 import type { Delivery, Sink } from './sinks/types.ts';
 import { StreamOps } from './stream-ops.ts';
 
@@ -37,7 +38,7 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
     { metrics, logger }, { isNeutral: isPermanent, resetTimeoutMs, volumeThreshold: Math.max(10, 2 * w.concurrency) });
   const breakerPollMs = Math.min(250, resetTimeoutMs);
 
-  for (const reason of ['permanent', 'max-attempts']) metrics.emailsDeadLettered.inc({ reason }, 0);
+  for (const reason of DEAD_LETTER_REASONS) metrics.emailsDeadLettered.inc({ reason }, 0);
   metrics.emailsDelivered.inc({ sink: sink.kind }, 0);
   metrics.emailsRetried.inc({ sink: sink.kind }, 0);
   const stopping = new AbortController();
@@ -45,6 +46,7 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
   const limiter = new Limiter(w.concurrency);
   const deliverer = new Deliverer({
     sink, breaker, limiter, metrics, logger, consumer: w.consumerName, stopping: stopping.signal, giveUp: giveUp.signal, breakerPollMs,
+    maxUnfinished: w.maxUnfinishedDeliveries,
     retry: { maxAttempts: w.maxAttempts, backoff: { baseMs: w.retryBaseMs, maxMs: w.retryMaxMs, jitter: 0.25 }, maxRetryAfterMs: Math.max(w.retryMaxMs, 3_600_000) },
   });
 

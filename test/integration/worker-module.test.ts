@@ -65,3 +65,50 @@ it('refuses to start with a module that exports no handle function (exit 78, nam
   expect(result.code).toBe(78);
   expect(result.stderr).toContain('SINK_URL');
 });
+
+it('an email the worker dies on: the survivors are delivered, and after MAX_UNFINISHED_DELIVERIES tries it goes to the DLQ', async () => {
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const log = join(dir, 'crash-handled.log');
+  const handler = join(dir, 'crash-handler.mjs');
+  // A handler bug that takes the whole process down (no error to catch), always on the same email.
+  writeFileSync(handler, `
+import { appendFileSync } from 'node:fs';
+export async function handle(email, ctx) {
+  if (ctx.idempotencyKey === '<msg-4@example.com>') process.kill(process.pid, 'SIGKILL');
+  appendFileSync(${JSON.stringify(log)}, ctx.idempotencyKey + '\\n');
+}
+`);
+  await appendEmails(redis, prefix, ACCOUNT, 10);
+  const env = { REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT };
+  const k = accountKeys(prefix, ACCOUNT);
+  // As systemd would: the same consumer name, restarted after each death.
+  let port = 0;
+  const runWorker = async () => {
+    port = await freePort();
+    return startDaemon(['worker'], {
+      ...env, SINK_URL: `module://${handler}`, HTTP_PORT: String(port), READ_BLOCK_MS: '200', CONSUMER_NAME: 'crashy', MAX_UNFINISHED_DELIVERIES: '2',
+    });
+  };
+  let deaths = 0;
+  let worker = await runWorker();
+  while ((await redis.xlen(k.dlq)) === 0) {
+    const outcome = await Promise.race([worker.tracked.exited, new Promise((r) => setTimeout(() => r('running'), 200))]);
+    if (outcome === 'running') continue;
+    expect(outcome).toBe('SIGKILL');
+    deaths += 1;
+    expect(deaths, 'the worker keeps dying on the same email').toBeLessThanOrEqual(3);
+    worker = await runWorker();
+  }
+  // Once in the fresh batch, then twice more tried alone: the third try after a death is refused.
+  expect(deaths).toBe(3);
+  const handled = () => { try { return new Set(readFileSync(log, 'utf8').split('\n').filter(Boolean)); } catch { return new Set<string>(); } };
+  const others = Array.from({ length: 10 }, (_, i) => `<msg-${i}@example.com>`).filter((key) => key !== '<msg-4@example.com>');
+  await eventually(() => others.every((key) => handled().has(key)), { what: 'the other nine delivered' });
+  await eventually(async () => (await redis.xpending(k.stream, 'workers'))[0] === 0, { what: 'nothing pending' });
+  const letters = JSON.parse((await runCli(['dlq', 'list', '--json'], env)).stdout) as Array<{ key: string; reason: string; error: string }>;
+  expect(letters).toEqual([expect.objectContaining({ key: '<msg-4@example.com>', reason: 'max-deliveries', error: expect.stringContaining('MAX_UNFINISHED_DELIVERIES=2') })]);
+  expect(await redis.hlen(k.handouts)).toBe(0);
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  expect(metrics).toMatch(/^mailstream_emails_dead_lettered_total\{reason="max-deliveries"\} 1$/m);
+  expect(await worker.stop()).toBe(0);
+});

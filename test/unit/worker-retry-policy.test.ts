@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PermanentDeliveryError, TransientDeliveryError } from '../../src/core/errors.ts';
-import { decideAfterFailure, parseFailureRecord, type FailureRecord, type RetrySettings } from '../../src/worker/retry-policy.ts';
+import { decideAfterFailure, decideOnUnfinished, parseFailureRecord, type FailureRecord, type RetrySettings } from '../../src/worker/retry-policy.ts';
 
 const settings: RetrySettings = { maxAttempts: 4, backoff: { baseMs: 1000, maxMs: 60_000, jitter: 0 }, maxRetryAfterMs: 3_600_000 };
 const context = (now: number, random = () => 0) => ({ now, consumer: 'c1', settings, random });
@@ -55,5 +55,19 @@ describe('parseFailureRecord', () => {
     expect(parseFailureRecord(null)).toBeUndefined();
     expect(parseFailureRecord('not json')).toBeUndefined();
     expect(parseFailureRecord('{"no":"attempts"}')).toBeUndefined();
+  });
+});
+
+describe('an email left behind by dead workers', () => {
+  it('is tried again up to the limit, then dead-lettered with its attempts kept', () => {
+    const context = { now: 90_000, consumer: 'c2', limit: 3 };
+    expect(decideOnUnfinished(1, undefined, context)).toBeUndefined();
+    expect(decideOnUnfinished(3, undefined, context)).toBeUndefined();
+    const earlier = { attempts: 2, firstFailureAt: 10_000, lastFailureAt: 20_000, lastError: 'Error: boom', consumer: 'c1' };
+    expect(decideOnUnfinished(4, earlier, context)).toEqual({
+      kind: 'dead-letter', reason: 'max-deliveries',
+      record: { attempts: 2, firstFailureAt: 10_000, lastFailureAt: 90_000, consumer: 'c2', lastError: expect.stringMatching(/tried 3 times after a worker died on it.*MAX_UNFINISHED_DELIVERIES=3/) },
+    });
+    expect(decideOnUnfinished(4, undefined, context)?.record).toMatchObject({ attempts: 0, firstFailureAt: 90_000 });
   });
 });
