@@ -78,6 +78,7 @@ async function mailstreamWorkers(redis: LocalRedis, client: Redis, processes: nu
 async function ioredisLoop(client: Redis, url: string, entries: number): Promise<number> {
   const account = 'ceiling@bench.mailstream.test';
   const keys = accountKeys('ceiling', account);
+  const markers = keys.group(GROUP);
   await fillStream(client, keys.stream, account, entries);
   await client.xgroup('CREATE', keys.stream, GROUP, '0');
   const reader = new Redis(url);
@@ -89,7 +90,7 @@ async function ioredisLoop(client: Redis, url: string, entries: number): Promise
       const batch = reply?.[0]?.[1] ?? [];
       if (batch.length === 0) continue;
       const pipeline = reader.pipeline();
-      for (const [, fields] of batch) pipeline.set(keys.delivered(fields[1]!), '1', 'EX', 86_400, 'NX');
+      for (const [, fields] of batch) pipeline.set(markers.delivered(fields[1]!), '1', 'EX', 86_400, 'NX');
       pipeline.xack(keys.stream, GROUP, ...batch.map(([id]) => id));
       await pipeline.exec();
       done += batch.length;

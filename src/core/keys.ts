@@ -12,7 +12,24 @@ export interface AccountKeys {
   mailbox(mailbox: string): string;
   /** Sorted set of idempotency keys the producer appended, scored by ingestion time (ms). */
   ingested: string;
-  /** Marker that the worker delivered a key (string with a TTL). */
+  /** The worker state of one consumer group on this stream (see GroupKeys). */
+  group(name: string): GroupKeys;
+  /** Lease on a mailbox held by one producer (scale-out). */
+  lease(mailbox: string): string;
+  /** Counter handing out fencing tokens for leases. */
+  fence: string;
+  /** Hash of mailbox -> status JSON written by the producer (for `mailstream status`). */
+  mailboxStatus: string;
+}
+
+/**
+ * What the workers of one consumer group keep. Each group is its own sink (a webhook group and a
+ * PostgreSQL group may read one stream), so what one delivered or failed says nothing about the
+ * other: markers, retries and failure records are the group's.
+ */
+export interface GroupKeys {
+  group: string;
+  /** Marker that the group delivered a key (string with a TTL; a short name, there are millions). */
   delivered(idempotencyKey: string): string;
   /** Sorted set of stream IDs waiting for a retry, scored by due time (ms). */
   retries: string;
@@ -20,12 +37,6 @@ export interface AccountKeys {
   failures: string;
   /** Hash of stream ID -> times a recovering worker began it with no outcome yet (crash guard). */
   handouts: string;
-  /** Lease on a mailbox held by one producer (scale-out). */
-  lease(mailbox: string): string;
-  /** Counter handing out fencing tokens for leases. */
-  fence: string;
-  /** Hash of mailbox -> status JSON written by the producer (for `mailstream status`). */
-  mailboxStatus: string;
 }
 
 export interface GlobalKeys {
@@ -51,10 +62,10 @@ export function accountKeys(prefix: string, account: string): AccountKeys {
     dlq: `${base}:dlq`,
     mailbox: (mailbox) => `${base}:mailbox:${mailbox}`,
     ingested: `${base}:ingested`,
-    delivered: (key) => `${base}:delivered:${key}`,
-    retries: `${base}:retries`,
-    failures: `${base}:failures`,
-    handouts: `${base}:handouts`,
+    group: (name) => {
+      const g = `${base}:group:${name}`;
+      return { group: name, delivered: (key) => `${g}:d:${key}`, retries: `${g}:retries`, failures: `${g}:failures`, handouts: `${g}:handouts` };
+    },
     lease: (mailbox) => `${base}:lease:${mailbox}`,
     fence: `${base}:fence`,
     mailboxStatus: `${base}:mailbox-status`,

@@ -19,6 +19,8 @@ export interface DeadLetter {
   firstFailureAt: string;
   lastFailureAt: string;
   consumer: string;
+  /** The consumer group (sink) that gave up on it. */
+  group: string;
   originalId: string;
   deadLetteredAt: string;
   /** The email JSON as it was in the stream. */
@@ -30,7 +32,7 @@ function toDeadLetter(id: string, fields: string[]): DeadLetter {
   for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
   return {
     id, key: f.key ?? '', reason: f.reason ?? '', error: f.error ?? '', attempts: Number(f.attempts ?? 0),
-    firstFailureAt: f.firstFailureAt ?? '', lastFailureAt: f.lastFailureAt ?? '', consumer: f.consumer ?? '',
+    firstFailureAt: f.firstFailureAt ?? '', lastFailureAt: f.lastFailureAt ?? '', consumer: f.consumer ?? '', group: f.group ?? '',
     originalId: f.originalId ?? '', deadLetteredAt: f.deadLetteredAt ?? '', email: f.email ?? '',
   };
 }

@@ -164,7 +164,7 @@ describe('chaos', () => {
         const rows = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM emails')).rows[0]!.n);
         const dlq = await client.xlen(keys.dlq);
         const pending = Number(((await client.xpending(keys.stream, 'workers')) as [number])[0]);
-        const retries = await client.zcard(keys.retries);
+        const retries = await client.zcard(keys.group('workers').retries);
         return rows >= expectedKeys.size && dlq >= poisonKeys.length && pending === 0 && retries === 0;
       };
       await eventually(settled, { attempts: 1500, intervalMs: 100, what: 'every email in the table or the DLQ' }).catch(() => undefined);

@@ -41,7 +41,7 @@ export async function fillState(redis: Redis | Cluster, prefix: string, account:
   await redis.xgroup('CREATECONSUMER', keys.stream, 'workers', 'idle-worker');
   for (const id of acked) {
     const entry = sampleEntry(account, entryIds.indexOf(id) + 1);
-    await redis.set(keys.delivered(entry.key), '1', 'EX', 3600);
+    await redis.set(keys.group('workers').delivered(entry.key), '1', 'EX', 3600);
   }
   // An acknowledged entry deleted: max-deleted-entry-id is set, yet the groups' lag stays known.
   await redis.xdel(keys.stream, acked[2]!);
@@ -76,7 +76,7 @@ export async function captureState(redis: Redis | Cluster, prefix: string, accou
     };
   };
   // Probed key by key rather than by pattern, so the same code reads a Redis Cluster.
-  const candidates = Array.from({ length: 30 }, (_, i) => keys.delivered(`msgid-${i + 1}@example.com`));
+  const candidates = Array.from({ length: 30 }, (_, i) => keys.group('workers').delivered(`msgid-${i + 1}@example.com`));
   const deliveredKeys = (await Promise.all(candidates.map(async (k) => ((await redis.exists(k)) ? k : null)))).filter((k): k is string => k !== null);
   return {
     stream: await stream(keys.stream),

@@ -118,11 +118,13 @@ describe('worker', () => {
     const prefix = `t${randomBytes(4).toString('hex')}`;
     const k = accountKeys(prefix, ACCOUNT);
     const long = `<${'x'.repeat(2000)}@example.com>`;
-    for (const key of ['<short@example.com>', long]) await redis.xadd(k.stream, '*', 'key', key, 'email', JSON.stringify(sampleEmail(ACCOUNT, 1, key)));
+    const longestPlain = `<${'y'.repeat(26)}@example.com>`; // 40 characters: kept as it is
+    for (const key of ['<short@example.com>', longestPlain, long]) await redis.xadd(k.stream, '*', 'key', key, 'email', JSON.stringify(sampleEmail(ACCOUNT, 1, key)));
     const { daemon } = await worker(prefix, `file://${join(dir, `${prefix}.jsonl`)}`, { DEDUPE_TTL_SECONDS: '600' });
-    await eventually(() => lagIsZero(k.stream), { what: 'both delivered' });
-    const markers = await redis.keys(`${prefix}:{${ACCOUNT}}:delivered:*`);
-    expect(markers).toHaveLength(2);
+    await eventually(() => lagIsZero(k.stream), { what: 'all three delivered' });
+    const markers = await redis.keys(`${prefix}:{${ACCOUNT}}:group:workers:d:*`);
+    expect(markers).toHaveLength(3);
+    expect(markers.some((m) => m.endsWith(longestPlain))).toBe(true);
     for (const marker of markers) {
       // A cluster node also links each key into its slot's key list: a few bytes more per key.
       expect(Number(await redis.memory('USAGE', marker))).toBeLessThan(redisServer.kind === 'cluster' ? 170 : 150);
@@ -131,6 +133,30 @@ describe('worker', () => {
       expect(ttl).toBeLessThanOrEqual(600);
     }
     expect(await daemon.stop()).toBe(0);
+  });
+
+  it('two consumer groups on one stream, one sink each: every email reaches both sinks once', async () => {
+    const prefix = `t${randomBytes(4).toString('hex')}`;
+    const k = accountKeys(prefix, ACCOUNT);
+    const keys = await appendEmails(redis, prefix, ACCOUNT, 50);
+    const outs = { workers: join(dir, `${prefix}-workers.jsonl`), archive: join(dir, `${prefix}-archive.jsonl`) };
+    const lines = (file: string) => { try { return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { key: string }).key); } catch { return []; } };
+    // The first group delivers everything before the second starts: its markers must not hide
+    // the emails from the second group's sink.
+    const first = await worker(prefix, `file://${outs.workers}`);
+    await eventually(() => lines(outs.workers).length === 50, { what: 'the first sink' });
+    const second = await worker(prefix, `file://${outs.archive}`, { CONSUMER_GROUP: 'archive' });
+    await eventually(() => lines(outs.archive).length === 50, { what: 'the second sink' });
+    // A re-sent batch (the same keys): each group skips what it delivered.
+    await appendEmails(redis, prefix, ACCOUNT, 50);
+    await eventually(async () => (await metric(second.port, 'mailstream_emails_deduplicated_total')) === 50 && (await metric(first.port, 'mailstream_emails_deduplicated_total')) === 50, { what: 'both groups skipping the repeats' });
+    for (const file of Object.values(outs)) {
+      expect(lines(file)).toHaveLength(50);
+      expect(new Set(lines(file))).toEqual(new Set(keys));
+    }
+    expect(await redis.keys(`${prefix}:{${ACCOUNT}}:group:archive:d:*`)).toHaveLength(50);
+    expect(await first.daemon.stop()).toBe(0);
+    expect(await second.daemon.stop()).toBe(0);
   });
 
   it('is not ready while the sink does not answer', async () => {

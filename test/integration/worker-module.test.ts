@@ -107,7 +107,7 @@ export async function handle(email, ctx) {
   await eventually(async () => (await redis.xpending(k.stream, 'workers'))[0] === 0, { what: 'nothing pending' });
   const letters = JSON.parse((await runCli(['dlq', 'list', '--json'], env)).stdout) as Array<{ key: string; reason: string; error: string }>;
   expect(letters).toEqual([expect.objectContaining({ key: '<msg-4@example.com>', reason: 'max-deliveries', error: expect.stringContaining('MAX_UNFINISHED_DELIVERIES=2') })]);
-  expect(await redis.hlen(k.handouts)).toBe(0);
+  expect(await redis.hlen(k.group('workers').handouts)).toBe(0);
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   expect(metrics).toMatch(/^mailstream_emails_dead_lettered_total\{reason="max-deliveries"\} 1$/m);
   expect(await worker.stop()).toBe(0);

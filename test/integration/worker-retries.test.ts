@@ -72,8 +72,8 @@ it('delivers everything despite failing attempts, counting attempts and spacing 
 
   const k = accountKeys(prefix, ACCOUNT);
   expect(await redis.xlen(k.dlq)).toBe(0);
-  expect(await redis.hlen(k.failures)).toBe(0);
-  expect(await redis.zcard(k.retries)).toBe(0);
+  expect(await redis.hlen(k.group('workers').failures)).toBe(0);
+  expect(await redis.zcard(k.group('workers').retries)).toBe(0);
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   expect(metrics).toContain(`mailstream_emails_retried_total{sink="webhook"} ${failing.length * 2 + 1}`);
   expect(metrics).toContain(`mailstream_emails_delivered_total{sink="webhook"} ${COUNT}`);

@@ -7,9 +7,14 @@ describe('keys', () => {
     expect(k.stream).toBe('mailstream:{user@example.com}:emails');
     expect(k.dlq).toBe('mailstream:{user@example.com}:dlq');
     expect(k.mailbox('INBOX')).toBe('mailstream:{user@example.com}:mailbox:INBOX');
-    for (const key of [k.ingested, k.retries, k.failures, k.fence, k.delivered('x'), k.lease('INBOX')]) {
+    const g = k.group('workers');
+    for (const key of [k.ingested, g.retries, g.failures, g.handouts, k.fence, g.delivered('x'), k.lease('INBOX')]) {
       expect(key.match(/\{[^}]*\}/)?.[0]).toBe('{user@example.com}');
     }
+    // Each consumer group (each sink) keeps its own markers and retries.
+    expect(g.delivered('<a@b>')).toBe('mailstream:{user@example.com}:group:workers:d:<a@b>');
+    expect(k.group('archive').delivered('<a@b>')).not.toBe(g.delivered('<a@b>'));
+    expect(k.group('archive').retries).not.toBe(g.retries);
     expect(globalKeys('p').accounts).toBe('p:accounts');
   });
 

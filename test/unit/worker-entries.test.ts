@@ -5,7 +5,7 @@ import { Limiter } from '../../src/worker/limiter.ts';
 import { parseRetryAfter, signatureHeader } from '../../src/worker/sinks/webhook.ts';
 import { createHmac } from 'node:crypto';
 
-const keys = accountKeys('ms', 'user@example.com');
+const keys = accountKeys('ms', 'user@example.com').group('workers');
 
 describe('stream entries', () => {
   it('reads key and email by field name and reports entries whose payload is gone', () => {
