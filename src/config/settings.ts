@@ -91,7 +91,7 @@ export const SETTINGS = {
   OAUTH2_CLIENT_ID: { schema: nonEmpty, doc: 'OAuth2 client id (required for IMAP_AUTH=oauth2)' },
   OAUTH2_CLIENT_SECRET: { schema: nonEmpty, secret: true, doc: 'OAuth2 client secret (required for IMAP_AUTH=oauth2)' },
   OAUTH2_TOKEN_FILE: { schema: nonEmpty, doc: 'JSON credentials with at least refresh_token, written mode 0600 (default ./tokens/<IMAP_USER>.json)' },
-  OAUTH2_TOKEN_URL: { schema: httpUrl, default: 'https://oauth2.googleapis.com/token', doc: 'token endpoint' },
+  OAUTH2_TOKEN_URL: { schema: httpUrl, default: 'https://oauth2.googleapis.com/token', doc: 'token endpoint (refresh-token, consent and service-account grants)' },
   OAUTH2_AUTH_URL: { schema: httpUrl, default: 'https://accounts.google.com/o/oauth2/v2/auth', doc: 'consent endpoint' },
   OAUTH2_REVOKE_URL: { schema: httpUrl, default: 'https://oauth2.googleapis.com/revoke', doc: 'revocation endpoint' },
   OAUTH2_SCOPE: { schema: nonEmpty, default: 'https://mail.google.com/', doc: 'scope requested at consent' },

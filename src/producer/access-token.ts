@@ -1,12 +1,33 @@
 // Access tokens for XOAUTH2: google-auth-library refreshes them (early, before expiry), and we
 // keep the token file in step (Google may rotate the refresh token). A refused refresh token is
 // an AuthError with one clear instruction; anything else (network, 5xx) is a transient failure.
-import { JWT, OAuth2Client } from 'google-auth-library';
+import { gaxios, JWT, OAuth2Client } from 'google-auth-library';
 import { AuthError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import type { AccountAuth } from './account.ts';
 import { readTokenFile, writeTokenFile } from './token-file.ts';
+
+/** Where google-auth-library sends a service account's signed grant, whatever it is told. */
+const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
+
+/**
+ * The HTTP client of a service account's JWT grant. google-auth-library posts that grant to
+ * Google's endpoint unconditionally; OAUTH2_TOKEN_URL, honoured by the refresh-token flow, is
+ * honoured here too (a proxy, a private endpoint, a test's local provider).
+ */
+function jwtTransporter(tokenUrl: string): gaxios.Gaxios {
+  const transporter = new gaxios.Gaxios();
+  if (tokenUrl !== GOOGLE_TOKEN_URL) {
+    transporter.interceptors.request.add({
+      resolved: async (config) => {
+        if (String(config.url) === GOOGLE_TOKEN_URL) config.url = new URL(tokenUrl);
+        return config;
+      },
+    });
+  }
+  return transporter;
+}
 
 /** Renewal lead time; google-auth-library would refresh on its own within 5 minutes of expiry. */
 const RENEW_BEFORE_EXPIRY_MS = 5 * 60_000;
@@ -46,7 +67,7 @@ export function createAccessTokenSource(auth: Exclude<AccountAuth, { kind: 'pass
   const count = (result: 'ok' | 'refused' | 'failed') => deps.metrics?.tokenRefreshes.inc({ account: user, result });
   if (auth.kind === 'service-account') {
     // Domain-wide delegation: the service account acts as the mailbox's user.
-    const jwt = new JWT({ keyFile: auth.keyFile, scopes: [auth.scope], subject: user });
+    const jwt = new JWT({ keyFile: auth.keyFile, scopes: [auth.scope], subject: user, transporter: jwtTransporter(auth.tokenUrl) });
     return {
       async get(options) {
         try {

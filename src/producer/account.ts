@@ -5,7 +5,7 @@ import type { Config } from '../config/load.ts';
 export type AccountAuth =
   | { kind: 'password'; password: string }
   | { kind: 'oauth2'; clientId: string; clientSecret: string; tokenFile: string; tokenUrl: string }
-  | { kind: 'service-account'; keyFile: string; scope: string };
+  | { kind: 'service-account'; keyFile: string; scope: string; tokenUrl: string };
 
 export interface AccountSettings {
   /** The account name in Redis keys and the stream (the IMAP user). */
@@ -28,7 +28,7 @@ export function accountFromConfig(source: AccountSource): AccountSettings {
   const { imap, oauth2 } = source;
   let auth: AccountAuth;
   if (imap.auth === 'password') auth = { kind: 'password', password: imap.password ?? '' };
-  else if (oauth2.serviceAccountFile) auth = { kind: 'service-account', keyFile: oauth2.serviceAccountFile, scope: oauth2.scope };
+  else if (oauth2.serviceAccountFile) auth = { kind: 'service-account', keyFile: oauth2.serviceAccountFile, scope: oauth2.scope, tokenUrl: oauth2.tokenUrl };
   else auth = { kind: 'oauth2', clientId: oauth2.clientId ?? '', clientSecret: oauth2.clientSecret ?? '', tokenFile: oauth2.tokenFile, tokenUrl: oauth2.tokenUrl };
   return {
     account: source.id,

@@ -1,7 +1,8 @@
-// A local OAuth2 provider for tests: token endpoint (refresh_token and authorization_code
-// grants), RFC 7662 introspection for Dovecot, Google-style tokeninfo, revocation and an
+// A local OAuth2 provider for tests: token endpoint (refresh_token, authorization_code and a
+// service account's signed JWT grant, as Google does domain-wide delegation), RFC 7662 introspection for Dovecot, Google-style tokeninfo, revocation and an
 // auto-approving consent page. Tests steer it (revoke, shorten lifetimes) and read its counters.
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -24,7 +25,14 @@ export interface OAuthServer {
   accessTokenLifetime: number;
   /** When set, the token endpoint answers this HTTP status instead of working. */
   failTokenEndpointWith: number | undefined;
-  counters: { refreshGrants: number; codeGrants: number; introspections: number; revocations: number };
+  counters: { refreshGrants: number; codeGrants: number; jwtGrants: number; introspections: number; revocations: number };
+  /**
+   * Writes a service-account key file (as the Google console hands out) whose grants this server
+   * accepts for any user, as domain-wide delegation does; returns its path.
+   */
+  writeServiceAccountKey(path: string): string;
+  /** Withdraws the delegation: JWT grants are refused with unauthorized_client from now on. */
+  withdrawDelegation(): void;
   close(): Promise<void>;
 }
 
@@ -49,7 +57,8 @@ export async function startOAuthServer(): Promise<OAuthServer> {
     clientSecret: `secret-${randomBytes(8).toString('hex')}`,
     accessTokenLifetime: 3599,
     failTokenEndpointWith: undefined as number | undefined,
-    counters: { refreshGrants: 0, codeGrants: 0, introspections: 0, revocations: 0 },
+    counters: { refreshGrants: 0, codeGrants: 0, jwtGrants: 0, introspections: 0, revocations: 0 },
+    serviceAccount: undefined as { email: string; publicKey: KeyObject; delegated: boolean } | undefined,
     consentEmail: 'user@example.com',
   };
 
@@ -69,6 +78,18 @@ export async function startOAuthServer(): Promise<OAuthServer> {
       if (req.method === 'POST' && url.pathname === '/token') {
         if (state.failTokenEndpointWith) return json(state.failTokenEndpointWith, { error: 'temporarily_unavailable' });
         const form = await body(req);
+        if (form.get('grant_type') === 'urn:ietf:params:oauth:grant-type:jwt-bearer') {
+          state.counters.jwtGrants++;
+          const [header, payload, signature] = (form.get('assertion') ?? '').split('.');
+          const sa = state.serviceAccount;
+          const signed = sa && header && payload && signature
+            && verify('RSA-SHA256', Buffer.from(`${header}.${payload}`), sa.publicKey, Buffer.from(signature, 'base64url'));
+          if (!signed) return json(400, { error: 'invalid_grant', error_description: 'Invalid JWT Signature.' });
+          const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as { iss?: string; sub?: string; scope?: string; exp?: number };
+          if (claims.iss !== sa.email || !claims.exp || claims.exp * 1000 < Date.now()) return json(400, { error: 'invalid_grant', error_description: 'Invalid JWT claims.' });
+          if (!sa.delegated) return json(401, { error: 'unauthorized_client', error_description: 'Client is unauthorized to retrieve access tokens using this method.' });
+          return json(200, { access_token: issueAccess(claims.sub ?? sa.email), expires_in: state.accessTokenLifetime, token_type: 'Bearer' });
+        }
         const basic = req.headers.authorization?.startsWith('Basic ')
           ? Buffer.from(req.headers.authorization.slice(6), 'base64').toString().split(':') : [];
         const clientId = form.get('client_id') ?? basic[0];
@@ -156,6 +177,18 @@ export async function startOAuthServer(): Promise<OAuthServer> {
     get failTokenEndpointWith() { return state.failTokenEndpointWith; },
     set failTokenEndpointWith(v) { state.failTokenEndpointWith = v; },
     counters: state.counters,
+    writeServiceAccountKey(path) {
+      const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const email = 'mailstream-reader@test-project.iam.gserviceaccount.com';
+      state.serviceAccount = { email, publicKey, delegated: true };
+      writeFileSync(path, JSON.stringify({
+        type: 'service_account', project_id: 'test-project', private_key_id: randomBytes(8).toString('hex'),
+        private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }), client_email: email, client_id: '1000000000',
+        token_uri: `${base}/token`,
+      }), { mode: 0o600 });
+      return path;
+    },
+    withdrawDelegation() { if (state.serviceAccount) state.serviceAccount.delegated = false; },
     close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
   };
   return api;

@@ -183,4 +183,33 @@ describe('the producer with OAuth2', () => {
     await eventually(async () => (await fetch(`${url}/ready`)).status === 200, { what: '/ready 200' });
     expect(await daemon.stop()).toBe(0);
   });
+  it('a Workspace service account (domain-wide delegation) logs in as the user; a withdrawn delegation is one clear error', async () => {
+    dovecot.seed(USER, 'Delegated', generateCorpus(3, { seed: 55, tag: 'delegated' }).map((m) => m.raw));
+    const keyFile = oauth.writeServiceAccountKey(join(mkdtempSync(join(tmpdir(), 'ms-sa-')), 'service-account.json'));
+    const env = producerEnv({ redisUrl: redisServer.url, dovecot, oauth, mailboxes: ['Delegated'], extra: { START_FROM: 'all', OAUTH2_SERVICE_ACCOUNT_FILE: keyFile, RECONNECT_BASE_MS: '50', RECONNECT_MAX_MS: '200' } });
+    // No client, secret or refresh token: the signed grant of the key file is all it takes.
+    delete env.OAUTH2_CLIENT_ID;
+    delete env.OAUTH2_CLIENT_SECRET;
+    delete env.OAUTH2_TOKEN_FILE;
+    const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
+    const before = { jwt: oauth.counters.jwtGrants, refresh: oauth.counters.refreshGrants };
+    const daemon = startDaemon(['producer'], env);
+    await eventually(async () => (await redis.xlen(keys.stream)) === 3, { what: 'the delegated mailbox' });
+    expect(oauth.counters.jwtGrants).toBeGreaterThan(before.jwt);
+    expect(oauth.counters.refreshGrants).toBe(before.refresh);
+    expect(await daemon.stop()).toBe(0);
+    expect(daemon.output()).not.toContain('PRIVATE KEY');
+
+    // The Workspace admin withdraws the delegation: a fresh start cannot log in, and says why.
+    oauth.withdrawDelegation();
+    const refused = startDaemon(['producer'], { ...env, MAILSTREAM_PREFIX: `${env.MAILSTREAM_PREFIX}-refused` });
+    const url = (await refused.waitForLog((l) => l.msg === 'health and metrics listening')).url as string;
+    await eventually(async () => {
+      const res = await fetch(`${url}/ready`);
+      return res.status === 503 && /authentication failed.*service account refused.*domain-wide delegation/.test(((await res.json()) as { reasons: string[] }).reasons.join(' '));
+    }, { what: '/ready 503 naming the delegation' });
+    await eventually(async () => metricValue(await (await fetch(`${url}/metrics`)).text(), 'mailstream_oauth_token_refreshes_total', 'result="refused"') >= 2, { what: 'retries' });
+    expect(refused.logs().filter((l) => l.level === 'error')).toHaveLength(1);
+    expect(await refused.stop()).toBe(0);
+  });
 });
