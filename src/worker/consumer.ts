@@ -49,6 +49,10 @@ export class AccountConsumer {
   private group: Promise<void> | undefined;
   /** The next read of new entries, sent while a full batch is delivered (see readTurn). */
   private readAhead: Promise<RawEntry[]> | undefined;
+  /** Ids read ahead and not delivered yet: ours, even if a slow batch makes them look orphaned. */
+  private readonly aheadIds = new Set<string>();
+  /** How long the last batch of new entries took to deliver; none yet counts as slow. */
+  private lastBatchMs = Infinity;
 
   constructor(options: AccountConsumerOptions) {
     this.o = options;
@@ -102,12 +106,24 @@ export class AccountConsumer {
     // delivery. It is safe for dedupe because batches are still delivered one after another, and
     // the dedupe check of the next batch is sent only after this one's acknowledgements. Entries
     // read ahead when the worker stops stay pending and are re-read or claimed like any others.
-    if (raw.length === settings.readBatchSize && !this.o.stopping.aborted && !this.o.breaker.opened) {
-      const next = this.read('>', settings.readBatchSize);
+    // Only while batches are quick: entries waiting behind a slow one would look idle to other
+    // workers (CLAIM_IDLE_MS) and be claimed and sent twice; a slow sink gains nothing from it.
+    const quick = this.lastBatchMs < settings.claimIdleMs / 4;
+    if (raw.length === settings.readBatchSize && quick && !this.o.stopping.aborted && !this.o.breaker.opened) {
+      const next = this.read('>', settings.readBatchSize).then((entries) => {
+        for (const [id] of entries) this.aheadIds.add(id);
+        return entries;
+      });
       next.catch(() => undefined); // awaited next turn; a failure is handled there
       this.readAhead = next;
     }
-    await this.deliver(raw, true);
+    const started = Date.now();
+    try {
+      await this.deliver(raw, true);
+      if (raw.length > 0) this.lastBatchMs = Date.now() - started;
+    } finally {
+      if (ahead) for (const [id] of raw) this.aheadIds.delete(id);
+    }
   }
 
   private async read(from: string, count: number): Promise<RawEntry[]> {
@@ -153,7 +169,7 @@ export class AccountConsumer {
 
   private async claimOrphans(): Promise<void> {
     const { ops, settings, metrics, logger } = this.o;
-    const claimed = (await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize)).filter(([id]) => !this.o.deliverer.isInHand(id));
+    const claimed = (await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize)).filter(([id]) => !this.o.deliverer.isInHand(id) && !this.aheadIds.has(id));
     if (claimed.length > 0) {
       metrics.orphansClaimed.inc(claimed.length);
       // A high delivery count means these entries were handed out again and again without an

@@ -87,3 +87,27 @@ it('a lone worker takes back entries of its own left pending (an acknowledgement
   await eventually(async () => (await redis.xpending(stream, 'workers'))[0] === 0, { what: 'nothing pending' });
   expect(await worker.stop()).toBe(0);
 });
+
+it('entries read ahead behind a batch that turned slow are not taken for orphans by their own worker', async () => {
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const stream = accountKeys(prefix, ACCOUNT).stream;
+  // The second batch of four (msg-4 to msg-7) is slow, the others quick.
+  const slowKey = (key: string) => { const n = Number(/msg-(\d+)@/.exec(key)?.[1]); return n >= 4 && n <= 7; };
+  const sink = await startWebhookReceiver((r) => ({ status: 200, delayMs: slowKey(r.key) ? 400 : 0 }));
+  try {
+    const keys = await appendEmails(redis, prefix, ACCOUNT, 12);
+    // One delivery at a time: the first batch is quick, so the worker reads the third while the
+    // second takes ~1.6 s, past CLAIM_IDLE_MS. Claimed and delivered by the orphan path as well,
+    // msg-8 to msg-11 would be sent twice.
+    const worker = startDaemon(['worker'], {
+      REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT, SINK_URL: sink.url, HTTP_PORT: String(await freePort()),
+      READ_BLOCK_MS: '200', READ_BATCH_SIZE: '4', WORKER_CONCURRENCY: '1', CLAIM_IDLE_MS: '800', CLAIM_INTERVAL_MS: '100', CONSUMER_NAME: 'slowpoke',
+    });
+    await eventually(() => new Set(sink.accepted).size === 12, { what: 'all twelve delivered' });
+    await eventually(async () => (await redis.xpending(stream, 'workers'))[0] === 0, { what: 'nothing pending' });
+    expect([...sink.accepted].sort()).toEqual([...keys].sort());
+    expect(await worker.stop()).toBe(0);
+  } finally {
+    await sink.close();
+  }
+});
