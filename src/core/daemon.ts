@@ -85,44 +85,42 @@ export async function runDaemon(options: RunDaemonOptions): Promise<DaemonHandle
   const context: DaemonContext = { config, logger, metrics, redis, shutdown, processId };
   // A start that fails half-way (a port in use, a role that cannot start) undoes what it began:
   // an open Redis connection would keep the process alive, retrying, instead of exiting.
-  let parts: RoleParts | undefined;
-  let http: HttpServerHandle;
-  try {
-    parts = await options.start(context);
-
-    const ready = async (): Promise<ReadyReport> => {
-      const reasons: string[] = [];
-      const redisOk = await pingRedis(redis);
-      metrics.redisUp.set(redisOk ? 1 : 0);
-      if (!redisOk) reasons.push('redis: not answering');
-      const own = await parts!.ready().catch((err: unknown) => ({ ready: false, reasons: [`${role}: ${(err as Error).message}`] }));
-      reasons.push(...own.reasons);
-      return { ready: reasons.length === 0, reasons };
-    };
-
-    http = await startHttpServer({
-      host: config.http.host,
-      port: config.http.port,
-      metrics,
-      logger,
-      ready,
-      status: async () => ({ role, processId, pid: process.pid, uptimeSeconds: Math.round(process.uptime()), ...(await parts!.status()) }),
-    });
-    shutdown.add('http', () => http.close());
-
-    let heartbeat: Heartbeat | undefined = startHeartbeat({
-      redis, key: globalKeys(config.prefix).processes, id: processId, role, logger,
-      details: () => ({ httpUrl: http.url, ...parts!.heartbeat?.() }),
-    });
-    shutdown.add('heartbeat', async () => { await heartbeat?.stop(); heartbeat = undefined; });
-    const started = parts;
-    shutdown.add(role, () => started.stop());
-  } catch (err) {
-    // The role's stop is registered last (it runs first on a normal stop), so here it is called by hand.
-    if (parts) await parts.stop().catch((stopErr: unknown) => logger.warn({ err: stopErr }, `${role} did not stop cleanly`));
+  const undo = async (err: unknown): Promise<never> => {
     await shutdown.shutdown('start-up failed').catch(() => undefined);
     throw err;
-  }
+  };
+  const parts = await options.start(context).catch(undo);
+
+  const ready = async (): Promise<ReadyReport> => {
+    const reasons: string[] = [];
+    const redisOk = await pingRedis(redis);
+    metrics.redisUp.set(redisOk ? 1 : 0);
+    if (!redisOk) reasons.push('redis: not answering');
+    const own = await parts.ready().catch((err: unknown) => ({ ready: false, reasons: [`${role}: ${(err as Error).message}`] }));
+    reasons.push(...own.reasons);
+    return { ready: reasons.length === 0, reasons };
+  };
+
+  const http = await startHttpServer({
+    host: config.http.host,
+    port: config.http.port,
+    metrics,
+    logger,
+    ready,
+    status: async () => ({ role, processId, pid: process.pid, uptimeSeconds: Math.round(process.uptime()), ...(await parts.status()) }),
+  }).catch(async (err: unknown) => {
+    // The role's stop is registered below (so that it runs first on a normal stop): call it here.
+    await parts.stop().catch((stopErr: unknown) => logger.warn({ err: stopErr }, `${role} did not stop cleanly`));
+    return undo(err);
+  });
+  shutdown.add('http', () => http.close());
+
+  let heartbeat: Heartbeat | undefined = startHeartbeat({
+    redis, key: globalKeys(config.prefix).processes, id: processId, role, logger,
+    details: () => ({ httpUrl: http.url, ...parts.heartbeat?.() }),
+  });
+  shutdown.add('heartbeat', async () => { await heartbeat?.stop(); heartbeat = undefined; });
+  shutdown.add(role, () => parts.stop());
 
   if (options.handleSignals) shutdown.installSignalHandlers();
   logger.info({ processId, http: http.url }, `${role} started`);

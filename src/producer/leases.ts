@@ -83,10 +83,10 @@ export class LeaseManager {
     for (const account of new Set(options.mailboxes.map((m) => m.account))) options.metrics?.leasesHeld.set({ account }, 0);
   }
 
-  /** Registers, takes a first share of mailboxes and keeps renewing and rebalancing. */
   /**
-   * Takes leases at once and then every renewal period. The promise settles after the first round
-   * (it never rejects); the producer does not wait for it, so a Redis that is away holds nothing up.
+   * Registers, takes a first share of mailboxes at once, then keeps renewing and rebalancing. The
+   * promise settles after the first round (it never rejects); the producer does not wait for it,
+   * so a Redis that is away holds nothing up.
    */
   start(): Promise<void> {
     const first = this.balance();
