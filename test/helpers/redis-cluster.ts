@@ -136,6 +136,16 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         return info.includes('role:master');
       }, { what: `replica ${replica.port} to become master` });
       await cluster.waitHealthy();
+      // Gossip spreads the new configuration node by node: wait until every node sees the change,
+      // so that any later look at the topology (from whichever node) names the new master.
+      await eventually(async () => {
+        for (const node of await live()) {
+          const view = parseNodes(await ask(node.port, (r) => r.cluster('NODES') as Promise<string>), nodes);
+          const promoted = view.find((n) => n.port === replica.port);
+          if (promoted?.role !== 'master' || promoted.slots.length === 0) return false;
+        }
+        return true;
+      }, { what: `every node to see ${replica.port} as master` });
       return nodes.find((n) => n.port === replica.port)!;
     },
     async waitHealthy() {
