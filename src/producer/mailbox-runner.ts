@@ -105,8 +105,9 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
   stopper.signal.addEventListener('abort', () => loggingIn?.close(), { once: true });
 
   async function session(): Promise<void> {
-    // Retrying after a refused login stays `auth-failed` (and /ready says so) until one succeeds.
-    if (status.state !== 'auth-failed') setState('connecting');
+    // A retry keeps the state of the failure (`auth-failed`, `reconnecting`: /status and /ready
+    // say why) until a login succeeds; `connecting` is the first attempt only.
+    if (status.state !== 'auth-failed' && status.state !== 'reconnecting') setState('connecting');
     client = await connect();
     const conn = client;
     let newMail: () => void = () => undefined;
