@@ -10,6 +10,12 @@ import { SETTINGS, type Role, type SettingName } from './settings.ts';
 
 export type StartFrom = { kind: 'all' } | { kind: 'now' } | { kind: 'date'; date: Date };
 
+/** BLOB_STORE_URL and the settings of its kind. */
+export type BlobStoreConfig =
+  | { kind: 'none' }
+  | { kind: 'file'; dir: string; fsync: boolean }
+  | { kind: 's3'; bucket: string; prefix: string; endpoint: string | undefined; region: string | undefined; forcePathStyle: boolean };
+
 export interface Config {
   role: Role;
   prefix: string;
@@ -60,6 +66,13 @@ export interface Config {
     reconnectBaseMs: number;
     reconnectMaxMs: number;
     faultInjection: string | undefined;
+    /** Share of Redis maxmemory at which fetching pauses. */
+    redisMemoryHighWatermark: number;
+  };
+  blobs: {
+    store: BlobStoreConfig;
+    /** With a store: text/html beyond this many bytes stay in the store, their start in the entry. */
+    inlineBodyBytes: number;
   };
   worker: {
     sinkUrl: string;
@@ -208,7 +221,9 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
       reconnectBaseMs: num('RECONNECT_BASE_MS'),
       reconnectMaxMs: num('RECONNECT_MAX_MS'),
       faultInjection: str('FAULT_INJECTION'),
+      redisMemoryHighWatermark: num('REDIS_MEMORY_HIGH_WATERMARK'),
     },
+    blobs: { store: blobStoreConfig(s.BLOB_STORE_URL as string, s), inlineBodyBytes: num('INLINE_BODY_BYTES') },
     worker: {
       sinkUrl,
       webhookSecret: str('WEBHOOK_SECRET'),
@@ -229,6 +244,22 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
     secrets,
   };
   return deepFreeze(config);
+}
+
+/** The URL was checked by its schema; here it becomes the store's settings. */
+function blobStoreConfig(url: string, s: Parsed): BlobStoreConfig {
+  if (url === 'none') return { kind: 'none' };
+  const u = new URL(url);
+  if (u.protocol === 'file:') return { kind: 'file', dir: decodeURIComponent(u.pathname).replace(/\/+$/, ''), fsync: s.BLOB_FSYNC as boolean };
+  const prefix = decodeURIComponent(u.pathname).replace(/^\/+/, '');
+  return {
+    kind: 's3',
+    bucket: u.host,
+    prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`,
+    endpoint: s.S3_ENDPOINT as string | undefined,
+    region: s.S3_REGION as string | undefined,
+    forcePathStyle: s.S3_FORCE_PATH_STYLE as boolean,
+  };
 }
 
 function deepFreeze<T>(value: T): T {

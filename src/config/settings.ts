@@ -42,6 +42,14 @@ const sinkUrl = z.string().refine((v) => {
 const startFrom = z.string().refine((v) => v === 'all' || v === 'now' || (/^\d{4}-\d{2}-\d{2}$/.test(v) && !Number.isNaN(Date.parse(v))),
   'expected all, now or a date YYYY-MM-DD');
 
+const fraction = z.string().regex(/^(0?\.\d+|1(\.0*)?)$/, 'expected a share between 0 and 1, e.g. 0.8').transform(Number)
+  .pipe(z.number().gt(0, 'must be above 0'));
+
+const blobStoreUrl = z.string().refine((v) => {
+  if (v === 'none') return true;
+  try { const u = new URL(v); return (u.protocol === 'file:' && u.pathname.length > 1 && !u.host) || (u.protocol === 's3:' && u.host.length > 0); } catch { return false; }
+}, 'expected none, file:///absolute/dir or s3://bucket/prefix');
+
 const list = z.string().transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
   .pipe(z.array(z.string()).min(1, 'must name at least one'));
 
@@ -85,7 +93,16 @@ export const SETTINGS = {
   INGESTED_RETENTION_DAYS: { schema: int(1, 3650), default: '90', doc: 'how long the producer remembers ingested keys, to skip them on re-sync' },
   RECONNECT_BASE_MS: { schema: int(10, 10 * MINUTE), default: '1000', doc: 'first wait before the producer reconnects to IMAP after a failure; doubles each failure, with jitter' },
   RECONNECT_MAX_MS: { schema: int(10, 60 * MINUTE), default: String(5 * MINUTE), doc: 'longest wait between IMAP reconnect attempts' },
-  FAULT_INJECTION: { schema: z.string().regex(/^(after-fetch|after-append)(:\d+)?$/, 'expected after-fetch or after-append, optionally :N (the Nth batch)'), doc: 'testing only: crash the process (SIGKILL) at a named point of the producer: after-fetch, after-append, with :N the Nth batch' },
+  FAULT_INJECTION: { schema: z.string().regex(/^(after-fetch|after-blobs|after-append)(:\d+)?$/, 'expected after-fetch, after-blobs or after-append, optionally :N (the Nth batch)'), doc: 'testing only: crash the process (SIGKILL) at a named point of the producer: after-fetch, after-blobs (blobs written, entries not appended), after-append, with :N the Nth batch' },
+  REDIS_MEMORY_HIGH_WATERMARK: { schema: fraction, default: '0.8', doc: 'the producer pauses fetching while Redis used_memory is at or above this share of maxmemory (never when maxmemory is 0)' },
+
+  // --- blob store (the producer writes it; readers of the stream fetch from it) ---
+  BLOB_STORE_URL: { schema: blobStoreUrl, default: 'none', doc: 'where raw messages, attachments and long bodies go: file:///var/lib/mailstream/blobs, s3://bucket/prefix, or none (entries hold bodies up to MAX_BODY_BYTES and attachment metadata only)' },
+  BLOB_FSYNC: { schema: bool, default: 'true', doc: 'file store: sync each blob and its directory before its entry is appended (false: a power cut may lose the newest blobs of entries Redis kept)' },
+  INLINE_BODY_BYTES: { schema: int(256, 1024 * 1024), default: '4096', doc: 'with a blob store: text and html longer than this keep their start in the entry (with the truncation flag) and the whole in the store (textRef, htmlRef)' },
+  S3_ENDPOINT: { schema: httpUrl, doc: 'S3 API endpoint other than AWS (MinIO, Ceph, ...); credentials come from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role)' },
+  S3_REGION: { schema: nonEmpty, doc: 'S3 region (default: the AWS chain\'s, AWS_REGION or the profile\'s)' },
+  S3_FORCE_PATH_STYLE: { schema: bool, default: 'false', doc: 'path-style bucket URLs (http://host/bucket/key), as MinIO and most servers other than AWS need' },
 
   // --- producer: OAuth2 ---
   OAUTH2_CLIENT_ID: { schema: nonEmpty, doc: 'OAuth2 client id (required for IMAP_AUTH=oauth2)' },

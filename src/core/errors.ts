@@ -87,3 +87,22 @@ export function isPermanent(err: unknown): boolean {
   // the package; honour the name and code so `throw new PermanentDeliveryError()` always works.
   return err instanceof Error && (err.name === 'PermanentDeliveryError' || (err as { permanent?: unknown }).permanent === true);
 }
+
+/**
+ * The blob store did not take or give back an object (down, full, refused, timed out). The
+ * producer appends nothing whose blobs are not stored: it waits for the store instead.
+ */
+export class BlobStoreUnavailableError extends MailstreamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_BLOB_STORE_UNAVAILABLE', message, options);
+  }
+}
+
+/** The store answered, and holds no object under this ref (collected, or never copied over). */
+export class BlobNotFoundError extends MailstreamError {
+  readonly ref: string;
+  constructor(ref: string, where: string) {
+    super('ERR_BLOB_NOT_FOUND', `no blob ${ref} in ${where}`);
+    this.ref = ref;
+  }
+}

@@ -1,0 +1,52 @@
+// The blob store: where the producer puts what does not belong in Redis (the raw message,
+// attachments, long bodies) and where readers fetch it back. Objects are content-addressed
+// (src/core/blobs/blob-ref.ts): the same content is stored once, and writing it again changes
+// nothing. A put resolves only once the object is durable in the store, so a caller that puts
+// before it appends an entry never leaves an entry pointing at a missing object.
+import type { Readable } from 'node:stream';
+
+export type BlobContent = AsyncIterable<Uint8Array>;
+
+export interface PutResult {
+  /** `sha256:<hex>` of the content. */
+  ref: string;
+  sha256: string;
+  size: number;
+  /** false when the object was there already (the write was a no-op). */
+  created: boolean;
+}
+
+export interface BlobStat {
+  ref: string;
+  size: number;
+  /** Last write (or, in the file store, the last put of the same content). */
+  modifiedAt: Date;
+}
+
+export interface BlobStore {
+  readonly kind: 'file' | 's3';
+  /** For people: the directory or s3://bucket/prefix (never credentials). */
+  readonly location: string;
+  /** Stores content held whole in memory. */
+  put(content: Uint8Array): Promise<PutResult>;
+  /** Stores content as it streams by (its hash is known only at the end); never holds it whole. */
+  putStream(content: BlobContent): Promise<PutResult>;
+  /** The object's bytes; rejects with BlobNotFoundError when there is none. */
+  open(ref: string): Promise<Readable>;
+  /** Size and time of an object, or null when there is none. */
+  stat(ref: string): Promise<BlobStat | null>;
+  /** A URL anyone holding it may GET for `expiresInSeconds` (S3 only). */
+  presignGet?(ref: string, expiresInSeconds: number): Promise<string>;
+  /** Every object (order unspecified). */
+  list(): AsyncIterable<BlobStat>;
+  /** Removes an object; false when there was none. */
+  delete(ref: string): Promise<boolean>;
+  /** Resolves when the store takes writes (a tiny idempotent put), rejects when it does not. */
+  probe(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Where the location of a store is shown, for the log and `blob stat`. */
+export function describeStore(store: BlobStore | null): string {
+  return store ? `${store.kind} ${store.location}` : 'none';
+}
