@@ -1,11 +1,12 @@
 // Two worker processes share one consumer group and write 5,000 emails to PostgreSQL: every key
-// lands exactly once, in a table a versioned migration created, with its queryable columns.
+// lands exactly once, in a table a versioned migration created, with its queryable columns. An
+// email PostgreSQL refuses for its data is dead-lettered alone; the rest of its batch lands.
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { accountKeys } from '../../src/core/keys.ts';
-import { startDaemon } from '../helpers/cli.ts';
-import { appendEmails } from '../helpers/entries.ts';
+import { runCli, startDaemon } from '../helpers/cli.ts';
+import { appendEmails, sampleEmail } from '../helpers/entries.ts';
 import { eventually, freePort } from '../helpers/ports.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { killAllTracked } from '../helpers/processes.ts';
@@ -61,4 +62,24 @@ it('two workers deliver 5,000 entries to PostgreSQL, every key exactly once', as
   expect(migrations.rows).toEqual([{ version: 1, name: '001_emails.sql' }]);
 
   expect(await Promise.all(workers.map((w) => w.stop()))).toEqual([0, 0]);
+});
+
+it('an email PostgreSQL refuses for its data goes to the DLQ at once; the rest of its batch lands', async () => {
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const account = 'refused@example.com';
+  const stream = accountKeys(prefix, account).stream;
+  // Keys of their own (from 10,000): the first test's keys are in the table already.
+  const before = await appendEmails(redis, prefix, account, 10, 10_000);
+  const bad = { ...sampleEmail(account, 10_010), key: '<bad-uid@example.com>', uid: 'not-a-number' };
+  await redis.xadd(stream, '*', 'key', bad.key, 'email', JSON.stringify(bad));
+  const after = await appendEmails(redis, prefix, account, 10, 10_011);
+  const env = { REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: account, SINK_URL: db.url, READ_BLOCK_MS: '200' };
+  const worker = startDaemon(['worker'], { ...env, HTTP_PORT: String(await freePort()) });
+  await eventually(async () => (await redis.xlen(accountKeys(prefix, account).dlq)) === 1, { what: 'one dead letter' });
+  await eventually(async () => (await redis.xpending(stream, 'workers'))[0] === 0, { what: 'nothing pending' });
+  const rows = await db.query<{ idempotency_key: string }>('SELECT idempotency_key FROM emails WHERE account = $1', [account]);
+  expect(new Set(rows.rows.map((r) => r.idempotency_key))).toEqual(new Set([...before, ...after]));
+  const letters = JSON.parse((await runCli(['dlq', 'list', '--json'], env)).stdout) as Array<{ key: string; reason: string; error: string; attempts: number }>;
+  expect(letters).toEqual([expect.objectContaining({ key: bad.key, reason: 'permanent', error: expect.stringContaining('22P02') })]);
+  expect(await worker.stop()).toBe(0);
 });

@@ -1,10 +1,11 @@
-// PostgreSQL sink: one INSERT per read batch (one transaction), columns extracted from the email
-// JSON by PostgreSQL itself so the worker never parses it, and ON CONFLICT on the idempotency key
-// so a redelivered email is a no-op.
+// PostgreSQL sink: one multi-row INSERT per batch (one statement, one transaction), columns
+// extracted from the email JSON by PostgreSQL itself so the worker never parses it, and ON
+// CONFLICT on the idempotency key so a redelivered email is a no-op. A batch refused for its data
+// is inserted again row by row, so only the rows PostgreSQL refuses are permanent.
 import pg from 'pg';
-import { PermanentDeliveryError, TransientDeliveryError } from '../../core/errors.ts';
+import { classifyPostgresFailure, type PostgresFailure } from './postgres-failure.ts';
 import { migrate } from './postgres-migrate.ts';
-import type { Sink } from './types.ts';
+import { DELIVERED, type Delivery, type Outcome, type Sink } from './types.ts';
 
 const INSERT = `
 INSERT INTO emails (idempotency_key, account, mailbox, uid_validity, uid, message_id, from_address,
@@ -21,42 +22,83 @@ SELECT k, e->>'account', e->>'mailbox', e->>'uidValidity', (e->>'uid')::bigint, 
 FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS t(k, id, e)
 ON CONFLICT (idempotency_key) DO NOTHING`;
 
-/** SQLSTATE classes that say this data can never be stored (bad value, constraint), not that the server is unwell. */
-function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && /^(22|23)/.test(code);
+/** Rows of a batch, as the INSERT's three array parameters. */
+function parameters(rows: readonly Delivery[]): [string[], string[], string[]] {
+  return [rows.map((d) => d.key), rows.map((d) => d.id), rows.map((d) => d.email)];
 }
 
 export function createPostgresSink(url: string): Sink {
   const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 5_000 });
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
-  let migrated: Promise<unknown> | undefined;
+  let migrated: Promise<PostgresFailure | undefined> | undefined;
+  let closing: Promise<void> | undefined;
 
-  async function ensureSchema(): Promise<void> {
-    migrated ??= (async () => {
-      const client = await pool.connect();
-      try { await migrate(client); } finally { client.release(); }
-    })().catch((err: unknown) => { migrated = undefined; throw err; });
-    await migrated;
+  /** Runs `work` on a pooled client; undefined when it succeeded, else what its failure means. */
+  async function onClient(work: (client: pg.PoolClient) => Promise<unknown>): Promise<PostgresFailure | undefined> {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (err) {
+      return classifyPostgresFailure(err, 'connect');
+    }
+    let broken: unknown;
+    try {
+      await work(client);
+      return undefined;
+    } catch (err) {
+      // A client whose connection failed must not go back to the pool.
+      if (!(err instanceof pg.DatabaseError)) broken = err;
+      return classifyPostgresFailure(err, 'query');
+    } finally {
+      client.release(broken instanceof Error ? broken : undefined);
+    }
+  }
+
+  /** Migrations run once per process; a failed run is tried again by the next batch. */
+  async function ensureSchema(): Promise<PostgresFailure | undefined> {
+    migrated ??= onClient((client) => migrate(client)).then((failure) => {
+      if (failure) migrated = undefined;
+      return failure;
+    });
+    const failure = await migrated;
+    // A migration PostgreSQL refuses is the schema's problem, never the emails'.
+    if (failure?.kind === 'data') return { kind: 'retry', outcome: { status: 'retry', kind: 'sink-failed', reason: `postgres migration failed: ${failure.reason}` } };
+    return failure;
+  }
+
+  const insert = (rows: readonly Delivery[]) => onClient((client) => client.query(INSERT, parameters(rows)));
+
+  /** One bad email refuses the whole batch: insert row by row so only the bad ones are refused. */
+  async function rowByRow(batch: readonly Delivery[]): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    for (const [i, delivery] of batch.entries()) {
+      const failure = await insert([delivery]);
+      if (!failure) { outcomes.push(DELIVERED); continue; }
+      if (failure.kind === 'data') { outcomes.push({ status: 'permanent', reason: failure.reason }); continue; }
+      // The server went away meanwhile: the rest wait with it instead of each waiting for a connection.
+      for (let rest = i; rest < batch.length; rest++) outcomes.push(failure.outcome);
+      break;
+    }
+    return outcomes;
   }
 
   return {
     kind: 'postgres',
-    mode: 'batch',
-    async deliver(deliveries) {
-      try {
-        await ensureSchema();
-        await pool.query(INSERT, [deliveries.map((d) => d.key), deliveries.map((d) => d.id), deliveries.map((d) => d.email)]);
-      } catch (err) {
-        const code = (err as { code?: string }).code ?? 'unknown';
-        if (isDataError(err)) throw new PermanentDeliveryError(`postgres refused the batch (${code}): ${(err as Error).message}`, { cause: err, code: 'ERR_POSTGRES_DATA' });
-        throw new TransientDeliveryError(`postgres insert failed (${code}): ${(err as Error).message}`, { cause: err, code: 'ERR_POSTGRES' });
-      }
+    async deliver(batch) {
+      if (batch.length === 0) return [];
+      const failure = (await ensureSchema()) ?? (await insert(batch));
+      if (!failure) return batch.map(() => DELIVERED);
+      if (failure.kind === 'retry') return batch.map(() => failure.outcome);
+      if (batch.length === 1) return [{ status: 'permanent', reason: failure.reason }];
+      return rowByRow(batch);
     },
     async check() {
       await pool.query('SELECT 1');
     },
-    async close() { await pool.end(); },
+    async close() {
+      closing ??= pool.end();
+      await closing;
+    },
   };
 }

@@ -1,0 +1,92 @@
+// The PostgreSQL sink called directly against a real server: one INSERT per batch, a redelivery
+// is a no-op, a batch refused for its data is retried row by row so only the bad rows are
+// permanent, and a server that cannot be reached makes every email wait (sink-unavailable).
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { sampleEmail } from '../helpers/entries.ts';
+import { freePort } from '../helpers/ports.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts';
+import { createPostgresSink } from '../../src/worker/sinks/postgres.ts';
+import type { Delivery, Sink } from '../../src/worker/sinks/types.ts';
+
+const ACCOUNT = 'user@example.com';
+let db: TestDatabase;
+let sink: Sink;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  sink = createPostgresSink(db.url);
+});
+
+afterAll(async () => {
+  await sink?.close();
+  await db?.drop();
+});
+
+function delivery(n: number, email: string = JSON.stringify(sampleEmail(ACCOUNT, n))): Delivery {
+  return { id: `${1_700_000_000_000 + n}-0`, key: `<msg-${n}@example.com>`, email, account: ACCOUNT, previousAttempts: 0 };
+}
+
+const live = () => new AbortController().signal;
+const count = async () => Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM emails')).rows[0]!.n);
+
+it('writes a batch in one statement and takes a redelivery as a no-op', async () => {
+  const batch = Array.from({ length: 50 }, (_, i) => delivery(i));
+  expect(await sink.deliver(batch, live())).toEqual(batch.map(() => ({ status: 'delivered' })));
+  expect(await count()).toBe(50);
+  expect(await sink.deliver(batch.slice(10, 20), live())).toEqual(Array.from({ length: 10 }, () => ({ status: 'delivered' })));
+  expect(await count()).toBe(50);
+  const row = await db.query('SELECT account, subject, stream_entry_id FROM emails WHERE idempotency_key = $1', ['<msg-7@example.com>']);
+  expect(row.rows[0]).toEqual({ account: ACCOUNT, subject: 'Message 7', stream_entry_id: delivery(7).id });
+});
+
+it('a batch refused for some rows\' data delivers the others and refuses only those', async () => {
+  const noMailbox = { ...sampleEmail(ACCOUNT, 102) } as Record<string, unknown>;
+  delete noMailbox.mailbox;
+  const batch = [
+    delivery(100),
+    delivery(101, JSON.stringify({ ...sampleEmail(ACCOUNT, 101), uid: 'not-a-number' })), // 22P02
+    delivery(102, JSON.stringify(noMailbox)), // 23502: mailbox is NOT NULL
+    delivery(103),
+    delivery(104, '{"this is": not json'), // 22P02 on the jsonb cast
+    delivery(105),
+  ];
+  const outcomes = await sink.deliver(batch, live());
+  expect(outcomes.map((o) => o.status)).toEqual(['delivered', 'permanent', 'permanent', 'delivered', 'permanent', 'delivered']);
+  expect(outcomes[1]).toMatchObject({ reason: expect.stringMatching(/^postgres refused the email \(22P02\): /) });
+  expect(outcomes[2]).toMatchObject({ reason: expect.stringMatching(/^postgres refused the email \(23502\): /) });
+  const keys = (await db.query<{ idempotency_key: string }>('SELECT idempotency_key FROM emails WHERE uid >= 100 ORDER BY uid')).rows.map((r) => r.idempotency_key);
+  expect(keys).toEqual(['<msg-100@example.com>', '<msg-103@example.com>', '<msg-105@example.com>']);
+});
+
+it('a batch of one bad row is permanent without a second try', async () => {
+  expect(await sink.deliver([delivery(200, JSON.stringify({ ...sampleEmail(ACCOUNT, 200), size: 'big' }))], live()))
+    .toEqual([{ status: 'permanent', reason: expect.stringContaining('(22P02)') }]);
+});
+
+it('a server that cannot be reached makes every email of the batch wait as sink-unavailable', async () => {
+  const url = new URL(db.url);
+  url.port = String(await freePort());
+  url.password = 'pg-secret';
+  const unreachable = createPostgresSink(url.href);
+  try {
+    const outcomes = await unreachable.deliver([delivery(300), delivery(301)], live());
+    expect(outcomes).toHaveLength(2);
+    for (const o of outcomes) expect(o).toMatchObject({ status: 'retry', kind: 'sink-unavailable', reason: expect.stringMatching(/^postgres unreachable: /) });
+    expect(JSON.stringify(outcomes)).not.toContain('pg-secret');
+    await expect(unreachable.check()).rejects.toThrow();
+  } finally {
+    await unreachable.close();
+    await unreachable.close();
+  }
+});
+
+it('a schema it cannot write to is sink-failed for the batch, and the emails are not refused', async () => {
+  await db.query('ALTER TABLE emails RENAME TO emails_elsewhere');
+  try {
+    const outcomes = await sink.deliver([delivery(400), delivery(401)], live());
+    expect(outcomes).toEqual([0, 1].map(() => ({ status: 'retry', kind: 'sink-failed', reason: expect.stringContaining('(42P01)') })));
+  } finally {
+    await db.query('ALTER TABLE emails_elsewhere RENAME TO emails');
+  }
+  expect(await sink.deliver([delivery(400)], live())).toEqual([{ status: 'delivered' }]);
+});
