@@ -10,7 +10,7 @@ export function registerWorker(program: Command): void {
         import('../core/daemon.ts'), import('../worker/worker.ts'), import('../worker/sinks/index.ts'),
       ]);
       // A sink that cannot be set up (a module that does not load) stops start-up before any connection opens.
-      const sink = await createSink(config.worker);
+      const sink = await createSink(config.worker, { concurrency: config.worker.concurrency });
       await runDaemon({ role: 'worker', config, logger, handleSignals: true, start: (ctx) => startWorker(ctx, { sink }) });
     }));
 }

@@ -1,8 +1,11 @@
-// What a `module://` handler may import from mailstream: throw PermanentDeliveryError to send an
-// email straight to the DLQ; throw anything else to have it retried with backoff.
-//   import { PermanentDeliveryError } from 'mailstream/src/worker/sinks/module-api.ts';
+// What a `module://` handler sees of mailstream. Users import it as `mailstream/sink`
+// (src/sink.ts, package.json "exports"); docs/sinks.md describes the contract.
+import type { EmailEntry } from '../../core/entry.ts';
+import type { Outcome } from './types.ts';
+
 export { PermanentDeliveryError, TransientDeliveryError } from '../../core/errors.ts';
-export type { EmailEntry } from '../../core/entry.ts';
+export type { SinkFailureKind } from '../../core/errors.ts';
+export type { EmailEntry, Outcome };
 
 /** The second argument of `handle(email, ctx)`. */
 export interface HandlerContext {
@@ -15,4 +18,39 @@ export interface HandlerContext {
   attempt: number;
   /** Aborted when the worker gives up on this delivery (shutdown). */
   signal: AbortSignal;
+}
+
+/** One email of a batch, beside `emails[i]` at the same index. */
+export interface BatchDelivery {
+  idempotencyKey: string;
+  entryId: string;
+  /** 1 on the first try. */
+  attempt: number;
+}
+
+/** The second argument of `handleBatch(emails, ctx)`. */
+export interface BatchContext {
+  /** Every email of a batch belongs to this account. */
+  account: string;
+  /** `deliveries[i]` describes `emails[i]`. */
+  deliveries: BatchDelivery[];
+  /** Aborted when the worker gives up on this batch (shutdown). */
+  signal: AbortSignal;
+}
+
+/** The argument of `init(ctx)`. */
+export interface InitContext {
+  /** Aborted when the worker shuts down, just before `close()`: stops work `init` started. */
+  signal: AbortSignal;
+}
+
+/** What a handler module exports: `handle` and/or `handleBatch`, optionally `init` and `close`. */
+export interface SinkModule {
+  handle?(email: EmailEntry, ctx: HandlerContext): unknown;
+  /** Resolves with one outcome per email, in order. Preferred over `handle` when both exist. */
+  handleBatch?(emails: EmailEntry[], ctx: BatchContext): Outcome[] | Promise<Outcome[]>;
+  /** Called once before the worker opens any connection; a throw stops start-up. */
+  init?(ctx: InitContext): unknown;
+  /** Called once at shutdown, after the last delivery. */
+  close?(): unknown;
 }

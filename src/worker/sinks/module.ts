@@ -1,35 +1,109 @@
-// Module sink: a user ESM file exporting `handle(email, ctx)` (see module-api.ts). The email is
-// parsed once per delivery; whatever the handler throws decides retry or DLQ like any sink error.
+// Module sink: a user's ESM file exporting `handle(email, ctx)` and/or `handleBatch(emails, ctx)`,
+// optionally `init(ctx)` and `close()` (contract: module-api.ts, module-contract.ts). Each email
+// is parsed once; `handle` calls run side by side, at most `concurrency` across every call.
 import { pathToFileURL } from 'node:url';
-import { ConfigError } from '../../core/errors.ts';
+import { ConfigError, MailstreamError } from '../../core/errors.ts';
 import type { EmailEntry } from '../../core/entry.ts';
-import type { HandlerContext } from './module-api.ts';
-import type { Sink } from './types.ts';
+import { deliverEach, InFlightLimit } from './in-flight.ts';
+import type { BatchContext, SinkModule } from './module-api.ts';
+import { messageOf, moduleFunctions, outcomeOfThrow, outcomesOfBatch } from './module-contract.ts';
+import { DELIVERED, type Delivery, type Outcome, type Sink, type SinkOptions } from './types.ts';
 
-type Handler = (email: EmailEntry, ctx: HandlerContext) => unknown;
+const NOT_JSON: Outcome = Object.freeze({ status: 'permanent', reason: 'the stream entry\'s email is not valid JSON' });
 
-export async function createModuleSink(url: string): Promise<Sink> {
-  const path = decodeURIComponent(new URL(url).pathname);
-  let handle: Handler;
+function parse(delivery: Delivery): EmailEntry | undefined {
   try {
-    const loaded = (await import(pathToFileURL(path).href)) as { handle?: unknown; default?: { handle?: unknown } };
-    const candidate = loaded.handle ?? loaded.default?.handle;
-    if (typeof candidate !== 'function') throw new Error('it does not export a function `handle(email, ctx)`');
-    handle = candidate as Handler;
+    return JSON.parse(delivery.email) as EmailEntry;
+  } catch {
+    return undefined;
+  }
+}
+
+async function load(path: string): Promise<SinkModule> {
+  let exported: Record<string, unknown>;
+  try {
+    exported = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
   } catch (err) {
     throw new ConfigError('SINK_URL', `cannot load module ${path}: ${(err as Error).message}`);
   }
+  const checked = moduleFunctions(exported);
+  if ('problem' in checked) throw new ConfigError('SINK_URL', `module ${path}: ${checked.problem}`);
+  return checked.functions;
+}
+
+async function viaHandle(handle: NonNullable<SinkModule['handle']>, delivery: Delivery, signal: AbortSignal): Promise<Outcome> {
+  const email = parse(delivery);
+  if (!email) return NOT_JSON;
+  try {
+    await handle(email, { idempotencyKey: delivery.key, entryId: delivery.id, account: delivery.account, attempt: delivery.previousAttempts + 1, signal });
+    return DELIVERED;
+  } catch (err) {
+    return outcomeOfThrow(err);
+  }
+}
+
+async function viaHandleBatch(handleBatch: NonNullable<SinkModule['handleBatch']>, batch: readonly Delivery[], signal: AbortSignal): Promise<Outcome[]> {
+  const outcomes: Outcome[] = [];
+  const emails: EmailEntry[] = [];
+  /** Where in the batch each email handed over sits (emails that are not JSON are not handed over). */
+  const positions: number[] = [];
+  const ctx: BatchContext = { account: batch[0]?.account ?? '', deliveries: [], signal };
+  for (const [i, delivery] of batch.entries()) {
+    const email = parse(delivery);
+    outcomes.push(email ? DELIVERED : NOT_JSON);
+    if (!email) continue;
+    emails.push(email);
+    positions.push(i);
+    ctx.deliveries.push({ idempotencyKey: delivery.key, entryId: delivery.id, attempt: delivery.previousAttempts + 1 });
+  }
+  if (emails.length === 0) return outcomes;
+  let answered: Outcome[];
+  try {
+    answered = outcomesOfBatch(await handleBatch(emails, ctx), emails.length);
+  } catch (err) {
+    const outcome = outcomeOfThrow(err);
+    answered = emails.map(() => outcome);
+  }
+  positions.forEach((at, i) => { outcomes[at] = answered[i]!; });
+  return outcomes;
+}
+
+type DeliverBatch = (batch: readonly Delivery[], signal: AbortSignal) => Promise<Outcome[]>;
+
+/** `handleBatch` when the module has it, else `handle` per email under the in-flight limit. */
+function batchDeliverer(path: string, handler: SinkModule, limit: InFlightLimit): DeliverBatch {
+  const { handle, handleBatch } = handler;
+  if (handleBatch) return (batch, signal) => viaHandleBatch(handleBatch, batch, signal);
+  if (handle) return (batch, signal) => deliverEach(batch, limit, signal, (delivery) => viaHandle(handle, delivery, signal));
+  throw new ConfigError('SINK_URL', `module ${path}: it exports neither handle(email, ctx) nor handleBatch(emails, ctx)`);
+}
+
+/** Loads the module and runs its `init`; a module that cannot serve stops start-up here. */
+export async function createModuleSink(url: string, options: SinkOptions): Promise<Sink> {
+  const path = decodeURIComponent(new URL(url).pathname);
+  const handler = await load(path);
+  const deliverBatch = batchDeliverer(path, handler, new InFlightLimit(options.concurrency));
+  const lifetime = new AbortController();
+  if (handler.init) {
+    try {
+      await handler.init({ signal: lifetime.signal });
+    } catch (err) {
+      // Not a ConfigError: what init needs (a database, a token) may well be back after a restart.
+      throw new MailstreamError('ERR_MODULE_INIT', `SINK_URL: init() of module ${path} failed: ${messageOf(err)}`, { cause: err });
+    }
+  }
+  let closing: Promise<void> | undefined;
+
   return {
     kind: 'module',
-    mode: 'each',
-    async deliver(deliveries, signal) {
-      for (const d of deliveries) {
-        await handle(JSON.parse(d.email) as EmailEntry, {
-          idempotencyKey: d.key, entryId: d.id, account: d.account, attempt: d.previousAttempts + 1, signal,
-        });
-      }
-    },
+    deliver: async (batch, signal) => (batch.length === 0 ? [] : deliverBatch(batch, signal)),
     async check() {},
-    async close() {},
+    close() {
+      closing ??= (async () => {
+        lifetime.abort();
+        await handler.close?.();
+      })();
+      return closing;
+    },
   };
 }
