@@ -25,7 +25,7 @@ export type Breaker<A extends unknown[], R> = CircuitBreaker<A, R>;
 export function createBreaker<A extends unknown[], R>(
   name: string,
   action: (...args: A) => Promise<R>,
-  deps: { metrics?: Metrics; logger?: Logger },
+  deps: { metrics?: Metrics; logger?: Logger; /** The account it serves; `*` for one shared by all. */ account: string },
   options: BreakerOptions = {},
 ): Breaker<A, R> {
   const breaker = new CircuitBreaker<A, R>(action, {
@@ -37,18 +37,21 @@ export function createBreaker<A extends unknown[], R>(
     rollingCountTimeout: 10_000,
     errorFilter: options.isNeutral ? (err: unknown) => options.isNeutral!(err) : undefined,
   });
+  // Each account's breakers are their own series: without the label the last account to change
+  // state would overwrite the others'.
+  const labels = { account: deps.account, breaker: name };
   const gauge = deps.metrics?.breakerState;
-  gauge?.set({ breaker: name }, BREAKER_STATE.closed);
-  deps.metrics?.breakerOpens.inc({ breaker: name }, 0);
+  gauge?.set(labels, BREAKER_STATE.closed);
+  deps.metrics?.breakerOpens.inc(labels, 0);
   breaker.on('open', () => {
-    gauge?.set({ breaker: name }, BREAKER_STATE.open);
-    deps.metrics?.breakerOpens.inc({ breaker: name });
-    deps.logger?.warn({ breaker: name }, 'circuit breaker opened');
+    gauge?.set(labels, BREAKER_STATE.open);
+    deps.metrics?.breakerOpens.inc(labels);
+    deps.logger?.warn(labels, 'circuit breaker opened');
   });
-  breaker.on('halfOpen', () => gauge?.set({ breaker: name }, BREAKER_STATE.halfOpen));
+  breaker.on('halfOpen', () => gauge?.set(labels, BREAKER_STATE.halfOpen));
   breaker.on('close', () => {
-    gauge?.set({ breaker: name }, BREAKER_STATE.closed);
-    deps.logger?.info({ breaker: name }, 'circuit breaker closed');
+    gauge?.set(labels, BREAKER_STATE.closed);
+    deps.logger?.info(labels, 'circuit breaker closed');
   });
   return breaker;
 }

@@ -1,13 +1,20 @@
 // Loads every Lua script in ./scripts as an ioredis command. A file is named
 // `<commandName>-<numberOfKeys>.lua` (BullMQ's convention), so the folder reads as the list of
-// atomic state transitions and the key count is checked by Redis on every call. Callers type
-// their commands by augmenting ioredis' RedisCommander next to the code that uses them.
+// atomic state transitions and the key count is checked by Redis on every call. A script whose
+// key count depends on the call (one key per email of a batch) is named `<command>-<fixed>+.lua`
+// and its caller passes the key count first. Callers type their commands by augmenting ioredis'
+// RedisCommander next to the code that uses them.
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Cluster, Redis } from 'ioredis';
 
 const SCRIPT_DIR = new URL('./scripts/', import.meta.url);
 
-export interface ScriptFile { name: string; numberOfKeys: number; lua: string }
+export interface ScriptFile {
+  name: string;
+  /** undefined: the caller passes the key count as the first argument. */
+  numberOfKeys: number | undefined;
+  lua: string;
+}
 
 let cache: ScriptFile[] | undefined;
 
@@ -16,9 +23,9 @@ export function scriptFiles(): ScriptFile[] {
   cache = readdirSync(SCRIPT_DIR)
     .filter((f) => f.endsWith('.lua'))
     .map((file) => {
-      const match = /^([A-Za-z][A-Za-z0-9]*)-(\d+)\.lua$/.exec(file);
-      if (!match) throw new Error(`Lua script ${file} must be named <command>-<numberOfKeys>.lua`);
-      return { name: match[1]!, numberOfKeys: Number(match[2]), lua: readFileSync(new URL(file, SCRIPT_DIR), 'utf8') };
+      const match = /^([A-Za-z][A-Za-z0-9]*)-(\d+)(\+?)\.lua$/.exec(file);
+      if (!match) throw new Error(`Lua script ${file} must be named <command>-<numberOfKeys>.lua or <command>-<fixedKeys>+.lua`);
+      return { name: match[1]!, numberOfKeys: match[3] ? undefined : Number(match[2]), lua: readFileSync(new URL(file, SCRIPT_DIR), 'utf8') };
     });
   return cache;
 }

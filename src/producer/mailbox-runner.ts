@@ -50,7 +50,7 @@ export type ImapBreaker = Breaker<[() => Promise<ImapFlow>], ImapFlow>;
 
 /** One breaker per account around logins: while the server keeps failing, runners wait it out. */
 export function createImapBreaker(ctx: AccountContext): ImapBreaker {
-  return createBreaker('imap', (connect: () => Promise<ImapFlow>) => connect(), { metrics: ctx.metrics, logger: ctx.logger },
+  return createBreaker('imap', (connect: () => Promise<ImapFlow>) => connect(), { metrics: ctx.metrics, logger: ctx.logger, account: ctx.keys.account },
     { isNeutral: (err) => err instanceof AuthError, resetTimeoutMs: 30_000 });
 }
 

@@ -36,7 +36,7 @@ export function syncSettings(config: Readonly<Config>): AccountContext['settings
 }
 
 /** Appends time out and trip a breaker while Redis is away; a late append is harmless (idempotent). */
-function appendBreaker(inner: Appender, deps: { metrics: Metrics; logger: Logger }): Breaker<[BatchAppend], AppendResult> {
+function appendBreaker(inner: Appender, deps: { metrics: Metrics; logger: Logger; account: string }): Breaker<[BatchAppend], AppendResult> {
   return createBreaker('redis', (batch: BatchAppend) => inner.append(batch), deps,
     { timeoutMs: APPEND_TIMEOUT_MS, isNeutral: (err) => err instanceof LeaseLostError || err instanceof StaleUidValidityError });
 }
@@ -49,7 +49,7 @@ export function createAccountContext(deps: {
   const keys = accountKeys(config.prefix, account.account);
   const logger = deps.logger.child({ account: account.account });
   const readOnly = deps.readOnly ?? false;
-  const breaker = deps.appender ? undefined : appendBreaker(createStreamAppender(redis, keys, { retentionMs: config.producer.ingestedRetentionMs }), { metrics, logger });
+  const breaker = deps.appender ? undefined : appendBreaker(createStreamAppender(redis, keys, { retentionMs: config.producer.ingestedRetentionMs }), { metrics, logger, account: account.account });
   return {
     account, keys, redis, logger, metrics, pool: deps.pool,
     appender: deps.appender ?? { append: (batch) => breaker!.fire(batch) },

@@ -2,14 +2,17 @@
 // BLOCK on a connection of its own; at start it first re-reads its own pending entries, ID 0...,
 // then `>`) and hands them to the deliverer. The retry loop, beside it, performs the retries as
 // they fall due and now and then claims orphans from dead consumers, so a retry is never held up
-// behind a slow batch. While the sink's breaker is open neither loop takes anything: entries wait
-// in the stream.
+// behind a slow batch. While the sink's breaker is open, or Redis refuses to record outcomes
+// this worker holds, neither loop takes anything: entries wait in the stream.
 import { Backoff, sleep } from '../core/backoff.ts';
+import { redisErrorKind } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import type { RedisClient } from '../core/redis.ts';
 import type { Deliverer, SinkBreaker } from './deliver.ts';
 import { parseEntries, type RawEntry } from './entries.ts';
+import { parseFailureRecord, type FailureRecord } from './retry-policy.ts';
+import type { Settler } from './settler.ts';
 import type { StreamOps } from './stream-ops.ts';
 
 export interface ConsumerSettings {
@@ -26,6 +29,7 @@ export interface AccountConsumerOptions {
   /** Used for XREADGROUP BLOCK only. */
   blocking: RedisClient;
   deliverer: Deliverer;
+  settler: Settler;
   breaker: SinkBreaker;
   settings: ConsumerSettings;
   metrics: Metrics;
@@ -49,8 +53,6 @@ export class AccountConsumer {
   private group: Promise<void> | undefined;
   /** The next read of new entries, sent while a full batch is delivered (see readTurn). */
   private readAhead: Promise<RawEntry[]> | undefined;
-  /** Ids read ahead and not delivered yet: ours, even if a slow batch makes them look orphaned. */
-  private readonly aheadIds = new Set<string>();
   /** How long the last batch of new entries took to deliver; none yet counts as slow. */
   private lastBatchMs = Infinity;
 
@@ -62,7 +64,6 @@ export class AccountConsumer {
 
   async run(): Promise<void> {
     await Promise.all([this.loop('read', () => this.readTurn()), this.loop('retry', () => this.retryTurn())]);
-    await this.o.deliverer.settled();
   }
 
   private async loop(name: string, turn: () => Promise<void>): Promise<void> {
@@ -74,11 +75,12 @@ export class AccountConsumer {
         this.group ??= this.o.ops.ensureGroup().catch((err: unknown) => { this.group = undefined; throw err; });
         await this.group;
         if (breaker.opened) await sleep(this.o.breakerPollMs, stopping);
+        else if (this.o.settler.blocked) await this.o.settler.unblocked(stopping);
         else await turn();
         failures.reset();
       } catch (err) {
         if (stopping.aborted) break;
-        if (String((err as Error).message).includes('NOGROUP')) this.group = undefined;
+        if (redisErrorKind(err) === 'redis-nogroup') this.group = undefined;
         const delay = failures.next();
         logger.warn({ err, account: this.account, loop: name, retryInMs: delay }, 'worker loop failed; retrying');
         await sleep(delay, stopping);
@@ -90,13 +92,12 @@ export class AccountConsumer {
     const { settings } = this.o;
     const reading = this.cursor;
     if (reading !== '>') {
-      // After a restart: our own pending entries, left by the process that died or stopped, one at
-      // a time (a read hands out only what it returns), each settled before the next.
-      const raw = await this.read(reading, 1);
+      // After a restart: our own pending entries, left by the process that died or stopped, taken
+      // up as entries left behind (counted; those taken up before without an outcome go alone).
+      const raw = await this.read(reading, settings.readBatchSize);
       if (raw.length === 0) { this.cursor = '>'; return; }
       this.cursor = raw[raw.length - 1]![0];
-      const waiting = await this.o.ops.retryScheduled(raw.map(([id]) => id));
-      await this.recover(raw.filter(([id]) => !waiting.has(id)));
+      await this.recover(raw);
       return;
     }
     const ahead = this.readAhead;
@@ -111,7 +112,7 @@ export class AccountConsumer {
     const quick = this.lastBatchMs < settings.claimIdleMs / 4;
     if (raw.length === settings.readBatchSize && quick && !this.o.stopping.aborted && !this.o.breaker.opened) {
       const next = this.read('>', settings.readBatchSize).then((entries) => {
-        for (const [id] of entries) this.aheadIds.add(id);
+        this.o.deliverer.inHand.add(this.account, entries.map(([id]) => id));
         return entries;
       });
       next.catch(() => undefined); // awaited next turn; a failure is handled there
@@ -119,10 +120,11 @@ export class AccountConsumer {
     }
     const started = Date.now();
     try {
-      await this.deliver(raw, true);
+      await this.deliver(raw);
       if (raw.length > 0) this.lastBatchMs = Date.now() - started;
     } finally {
-      if (ahead) for (const [id] of raw) this.aheadIds.delete(id);
+      // Read-ahead ids were held since the read; from here the deliverer holds what it still has.
+      if (ahead) this.o.deliverer.inHand.delete(this.account, raw.map(([id]) => id));
     }
   }
 
@@ -140,7 +142,9 @@ export class AccountConsumer {
     if (Date.now() >= this.retryCheckAt) {
       const retries = await ops.claimDueRetries(Date.now(), settings.readBatchSize);
       this.retryCheckAt = Math.min(retries.nextDueAt ?? Infinity, Date.now() + settings.readBlockMs);
-      await this.deliver(retries.due, false);
+      const records = new Map<string, FailureRecord>();
+      for (const [id, raw] of retries.records) { const record = parseFailureRecord(raw); if (record) records.set(id, record); }
+      await this.deliver(retries.due, records);
     }
     if (Date.now() >= this.nextClaimAt) {
       this.nextClaimAt = Date.now() + settings.claimIntervalMs;
@@ -149,27 +153,25 @@ export class AccountConsumer {
     await sleep(Math.max(1, Math.min(RETRY_TICK_MS, this.retryCheckAt - Date.now())), stopping);
   }
 
-  private async deliver(raw: RawEntry[], fresh: boolean): Promise<void> {
+  /** `records`: entries taken up again (due retries) with their failure records; none for new ones. */
+  private async deliver(raw: RawEntry[], records?: Map<string, FailureRecord>): Promise<void> {
     if (raw.length === 0) return;
     const parsed = parseEntries(raw);
     await this.o.ops.ackMissing(parsed.missing);
-    await this.o.deliverer.process(this.o.ops, parsed.entries, fresh);
+    await this.o.deliverer.process(this.o.ops, parsed.entries, records);
   }
 
-  /** Entries a dead worker left in hand: one by one, so one that kills workers takes none along. */
+  /** Entries a worker left behind: see Deliverer.recover. */
   private async recover(raw: RawEntry[]): Promise<void> {
     if (raw.length === 0) return;
     const parsed = parseEntries(raw);
     await this.o.ops.ackMissing(parsed.missing);
-    for (const entry of parsed.entries) {
-      if (this.o.stopping.aborted) return;
-      await this.o.deliverer.recover(this.o.ops, entry);
-    }
+    await this.o.deliverer.recover(this.o.ops, parsed.entries);
   }
 
   private async claimOrphans(): Promise<void> {
     const { ops, settings, metrics, logger } = this.o;
-    const claimed = (await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize)).filter(([id]) => !this.o.deliverer.isInHand(id) && !this.aheadIds.has(id));
+    const claimed = (await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize)).filter(([id]) => !this.o.deliverer.inHand.has(this.account, id));
     if (claimed.length > 0) {
       metrics.orphansClaimed.inc(claimed.length);
       // A high delivery count means these entries were handed out again and again without an

@@ -1,43 +1,65 @@
-// Delivers one batch of entries of one account: skips keys already delivered, sends the rest
-// through the sink's circuit breaker, then acknowledges, schedules retries or dead-letters.
-// While the breaker is open nothing is sent and nothing is charged: the entries wait.
-import { isPermanent } from '../core/errors.ts';
+// Delivers batches of one account's entries: skips keys already delivered, hands the rest to the
+// sink in one call through its circuit breaker, turns the outcomes into one settlement and gives
+// it to the settler, which records it in one Redis step. While the sink is down (its breaker is
+// open) an email it could not take is held and sent again when the breaker lets calls through,
+// without being charged an attempt.
 import { sleep } from '../core/backoff.ts';
 import type { Breaker } from '../core/breaker.ts';
+import { ERROR_KINDS, errorKind, type SinkFailureKind } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { appendedAtMs, type StreamEntry } from './entries.ts';
-import type { Limiter } from './limiter.ts';
-import { decideAfterFailure, decideOnUnfinished, parseFailureRecord, type FailureDecision, type FailureRecord, type RetrySettings } from './retry-policy.ts';
+import { InHand } from './in-hand.ts';
+import { decideOnUnfinished, describeError, parseFailureRecord, type FailureRecord, type RetrySettings } from './retry-policy.ts';
+import { addDeadLetter, addOutcome, emptySettlement, type Settlement } from './settlement-batch.ts';
+import type { Settler } from './settler.ts';
 import type { StreamOps } from './stream-ops.ts';
-import type { Delivery, Sink } from './sinks/types.ts';
+import type { Delivery, Outcome, Sink } from './sinks/types.ts';
 
-export type SinkBreaker = Breaker<[Delivery[], AbortSignal], void>;
+export type SinkBreaker = Breaker<[readonly Delivery[], AbortSignal], Outcome[]>;
 
-/** `failedAt`: the retry is timed from the failure itself, not from when the batch finished. */
-type Attempt = { kind: 'delivered' } | { kind: 'failed'; err: unknown; failedAt: number } | { kind: 'abandoned' };
-
-/** Codes of errors that mean the sink itself is unreachable, not that this email is at fault. */
-const SINK_UNAVAILABLE = /^ERR_(WEBHOOK_(CONNECTION|TIMEOUT|502|503|504)|POSTGRES|JSONL_WRITE)$/;
-
-function failureKind(err: unknown): string {
-  if (isPermanent(err)) return 'permanent';
-  const code = String((err as { code?: unknown }).code ?? '');
-  if (code.endsWith('TIMEOUT')) return 'timeout';
-  if (code.endsWith('CONNECTION')) return 'connection';
-  if (code === 'ERR_WEBHOOK_429') return 'rate_limited';
-  return 'transient';
+/** Thrown inside the breaker when most of a batch found the sink down, so the breaker counts it. */
+export class SinkDownError extends Error {
+  readonly outcomes: Outcome[];
+  constructor(outcomes: Outcome[]) {
+    super('the sink is unavailable');
+    this.name = 'SinkDownError';
+    this.outcomes = outcomes;
+  }
 }
 
-interface Failure { entry: StreamEntry; err: unknown; failedAt: number }
+/** Tries of a batch that found the sink down, uncharged, before the breaker must have opened. */
+const HOLD_WHILE_CLOSED = 10;
+
+function sinkDown(outcome: Outcome): boolean {
+  return outcome.status === 'retry' && ERROR_KINDS[outcome.kind ?? 'sink-failed'].waitOut;
+}
+
+/** Wraps a sink for its breaker: a batch most of which found the sink down is a failed call. */
+export function breakerAction(sink: Sink): (batch: readonly Delivery[], signal: AbortSignal) => Promise<Outcome[]> {
+  return async (batch, signal) => {
+    const outcomes = await sink.deliver(batch, signal);
+    if (outcomes.length !== batch.length) throw new Error(`sink ${sink.kind} answered ${outcomes.length} outcomes for ${batch.length} emails`);
+    if (2 * outcomes.filter(sinkDown).length > outcomes.length) throw new SinkDownError(outcomes);
+    return outcomes;
+  };
+}
+
+/** A sink that threw instead of answering: every email of the batch is retried, sorted by kind. */
+function thrownOutcome(err: unknown): Outcome {
+  const kind = errorKind(err);
+  if (ERROR_KINDS[kind].permanent) return { status: 'permanent', reason: describeError(err) };
+  return { status: 'retry', reason: describeError(err), kind: kind.startsWith('sink-') ? kind as Exclude<SinkFailureKind, 'sink-rejected'> : 'sink-failed' };
+}
 
 export interface DelivererOptions {
   sink: Sink;
   breaker: SinkBreaker;
-  limiter: Limiter;
+  settler: Settler;
   metrics: Metrics;
   logger: Logger;
   retry: RetrySettings;
+  group: string;
   /** Hand-outs with no outcome before an entry is dead-lettered (MAX_UNFINISHED_DELIVERIES). */
   maxUnfinished: number;
   consumer: string;
@@ -51,13 +73,12 @@ export interface DelivererOptions {
 
 export class Deliverer {
   private readonly o: DelivererOptions;
-  /** Acknowledgements and failure records under way: they overlap the next read. */
-  private readonly settling = new Set<Promise<void>>();
+  /** Entries this process holds (being delivered, or their outcome not yet recorded). */
+  readonly inHand = new InHand();
   /** Per account: the earliest retry scheduled since the account's loop last asked. */
   private readonly earliestRetry = new Map<string, number>();
-  /** Entry ids this process is delivering right now (a slow one can look like an orphan). */
-  private readonly inHand = new Set<string>();
-  /** Per-email metric series, resolved once: label lookups would cost on every email. */
+  /** Emails inside sink calls right now. */
+  private delivering = 0;
   private readonly series;
 
   constructor(options: DelivererOptions) {
@@ -65,66 +86,31 @@ export class Deliverer {
     const sink = { sink: options.sink.kind };
     this.series = {
       duration: options.metrics.deliveryDuration.labels(sink),
+      batchSize: options.metrics.deliveryBatchSize.labels(sink),
       endToEnd: options.metrics.endToEndLatency.labels(sink),
+      delivered: options.metrics.emailsDelivered.labels(sink),
+      retried: options.metrics.emailsRetried.labels(sink),
     };
   }
 
-  /** `fresh`: read with `>` for the first time, so no failure can be on record yet. */
-  async process(ops: StreamOps, entries: StreamEntry[], fresh: boolean): Promise<void> {
+  get inFlight(): number { return this.delivering; }
+
+  /**
+   * Delivers entries read for the first time (`records` undefined) or taken up again with their
+   * failure records. Resolves once the outcomes are handed to the settler, not when they are
+   * recorded: the next read overlaps the settle.
+   */
+  async process(ops: StreamOps, entries: readonly StreamEntry[], records?: ReadonlyMap<string, FailureRecord>): Promise<void> {
     if (entries.length === 0) return;
-    for (const e of entries) this.inHand.add(e.id);
+    this.inHand.add(ops.account, entries.map((e) => e.id));
+    const release = (list: readonly StreamEntry[]) => this.inHand.delete(ops.account, list.map((e) => e.id));
+    let submitted = false;
     try {
-      await this.processInHand(ops, entries, fresh);
+      submitted = await this.processInHand(ops, entries, records, release);
     } finally {
-      for (const e of entries) this.inHand.delete(e.id);
+      // Once submitted, the settler lets go of what it records; before, nothing holds them.
+      if (!submitted) release(entries);
     }
-  }
-
-  isInHand(id: string): boolean { return this.inHand.has(id); }
-
-  private async processInHand(ops: StreamOps, entries: StreamEntry[], fresh: boolean): Promise<void> {
-    const { metrics } = this.o;
-    const done = await ops.deliveredKeys(entries);
-    const duplicates: StreamEntry[] = [];
-    const now: StreamEntry[] = [];
-    const later: StreamEntry[] = [];
-    const inBatch = new Set<string>();
-    for (const e of entries) {
-      if (done.has(e.key)) duplicates.push(e);
-      else if (inBatch.has(e.key)) later.push(e); // same key twice in one batch: wait for the first
-      else { inBatch.add(e.key); now.push(e); }
-    }
-    if (duplicates.length > 0) {
-      this.track(ops.ackDelivered(duplicates, !fresh));
-      metrics.emailsDeduplicated.inc(duplicates.length);
-    }
-
-    const previous = new Map<string, FailureRecord>();
-    if (!fresh) {
-      const raw = await ops.failureRecords(now.map((e) => e.id));
-      raw.forEach((r, i) => { const rec = parseFailureRecord(r); if (rec) previous.set(now[i]!.id, rec); });
-    }
-    const deliveries: Delivery[] = now.map((e) => ({ ...e, account: ops.keys.account, previousAttempts: previous.get(e.id)?.attempts ?? 0 }));
-    // Entries seen before (retries, orphans) go first: their schedule is already running late.
-    const results = await this.deliverAll(deliveries, !fresh);
-
-    const delivered: StreamEntry[] = [];
-    const failed: Failure[] = [];
-    results.forEach((r, i) => {
-      const entry = now[i]!;
-      if (r.kind === 'delivered') delivered.push(entry);
-      else if (r.kind === 'failed') failed.push({ entry, err: r.err, failedAt: r.failedAt });
-    });
-    // Not awaited: the next read goes out meanwhile. Commands on the command connection run in
-    // order, so the next batch's dedupe check already sees these markers.
-    this.track(this.acknowledge(ops, delivered, !fresh));
-    this.track(this.handleFailures(ops, failed, previous));
-    if (later.length > 0 && !this.o.stopping.aborted) await this.processInHand(ops, later, fresh);
-  }
-
-  /** Resolves when every acknowledgement and failure record sent so far is done. */
-  async settled(): Promise<void> {
-    while (this.settling.size > 0) await Promise.all(this.settling);
   }
 
   /** The earliest retry this worker scheduled since the last call, so the loop wakes for it. */
@@ -134,95 +120,172 @@ export class Deliverer {
     return at;
   }
 
-  private track(work: Promise<unknown>): void {
-    const settled: Promise<void> = work.then(() => undefined, (err: unknown) => {
-      // The entries stay pending: a retry or the orphan claimer takes them up again.
-      this.o.logger.warn({ err }, 'acknowledgement or failure record not written');
-    }).finally(() => this.settling.delete(settled));
-    this.settling.add(settled);
-  }
-
-  private async deliverAll(deliveries: Delivery[], urgent: boolean): Promise<Attempt[]> {
-    if (deliveries.length === 0) return [];
-    const { sink, limiter } = this.o;
-    const each = () => Promise.all(deliveries.map((d) => limiter.run(() => this.attempt([d]), urgent)));
-    if (sink.mode === 'each') return each();
-    const whole = await limiter.run(() => this.attempt(deliveries), urgent);
-    // One bad email refuses a whole batch write: try them one by one to find it.
-    if (whole.kind === 'failed' && isPermanent(whole.err) && deliveries.length > 1) return each();
-    return deliveries.map(() => whole);
-  }
-
-  private async attempt(items: Delivery[]): Promise<Attempt> {
-    const { breaker, metrics, stopping, giveUp, sink } = this.o;
-    for (;;) {
-      if (stopping.aborted) return { kind: 'abandoned' };
-      if (breaker.opened) { await sleep(this.o.breakerPollMs, stopping); continue; }
-      const stopTimer = this.series.duration.startTimer();
-      metrics.inFlight.inc(items.length);
-      try {
-        await breaker.fire(items, giveUp);
-        stopTimer();
-        return { kind: 'delivered' };
-      } catch (err) {
-        if ((err as { code?: unknown }).code === 'EOPENBREAKER') { await sleep(this.o.breakerPollMs, stopping); continue; }
-        if (giveUp.aborted) return { kind: 'abandoned' };
-        metrics.deliveryFailures.inc({ sink: sink.kind, kind: failureKind(err) }, items.length);
-        // The sink is down, not the email at fault: keep it until the breaker lets calls through.
-        if (breaker.opened && SINK_UNAVAILABLE.test(String((err as { code?: unknown }).code ?? ''))) continue;
-        return { kind: 'failed', err, failedAt: Date.now() };
-      } finally {
-        metrics.inFlight.dec(items.length);
-      }
-    }
-  }
-
-  private async acknowledge(ops: StreamOps, delivered: StreamEntry[], retried: boolean): Promise<void> {
-    if (delivered.length === 0) return;
-    await ops.ackDelivered(delivered, retried);
-    const { metrics, sink } = this.o;
-    metrics.emailsDelivered.inc({ sink: sink.kind }, delivered.length);
+  /**
+   * Entries a worker left behind (this one before a restart, or a dead one): counted, then those
+   * taken up for the first time go as one batch; those a worker already took up before without an
+   * outcome go one at a time, each recorded before the next, so an email that kills workers takes
+   * nothing else along; past MAX_UNFINISHED_DELIVERIES it goes to the DLQ unsent.
+   */
+  async recover(ops: StreamOps, entries: readonly StreamEntry[]): Promise<void> {
+    if (entries.length === 0 || this.o.stopping.aborted) return;
+    const counts = await ops.beginRecovery(entries.map((e) => e.id));
     const now = Date.now();
-    for (const e of delivered) this.series.endToEnd.observe(Math.max(0, now - appendedAtMs(e.id)) / 1000);
+    const firstTime: StreamEntry[] = [];
+    const alone: StreamEntry[] = [];
+    const records = new Map<string, FailureRecord>();
+    const unfinished = emptySettlement(true);
+    for (const entry of entries) {
+      const count = counts.get(entry.id);
+      if (!count || count.handouts === 0) continue; // waiting for its scheduled retry
+      const record = parseFailureRecord(count.record);
+      if (record) records.set(entry.id, record);
+      const decision = decideOnUnfinished(count.handouts, record, { now, consumer: this.o.consumer, limit: this.o.maxUnfinished });
+      if (decision) addDeadLetter(unfinished, entry.id, decision.reason, decision.record, { group: this.o.group, now });
+      else if (count.handouts === 1) firstTime.push(entry);
+      else alone.push(entry);
+    }
+    if (unfinished.deadLetters.length > 0) await this.settle(ops, unfinished, entries.filter((e) => unfinished.deadLetters.some((d) => d.id === e.id)));
+    await this.process(ops, firstTime, records);
+    for (const entry of alone) {
+      await this.o.settler.idle();
+      if (this.o.stopping.aborted) return;
+      await this.process(ops, [entry], records);
+    }
+    await this.o.settler.idle();
   }
 
-  private async handleFailures(ops: StreamOps, failed: Failure[], previous: Map<string, FailureRecord>): Promise<void> {
-    const { metrics, logger, sink } = this.o;
-    await Promise.all(failed.map(async ({ entry, err, failedAt }) => {
-      const decision = decideAfterFailure(err, previous.get(entry.id), { now: failedAt, consumer: this.o.consumer, settings: this.o.retry });
-      if (decision.kind === 'retry') {
-        const account = ops.keys.account;
-        this.earliestRetry.set(account, Math.min(this.earliestRetry.get(account) ?? Infinity, decision.dueAt));
-        await ops.recordFailure(entry.id, decision.record, decision.dueAt);
-        metrics.emailsRetried.inc({ sink: sink.kind });
-        logger.warn({ entryId: entry.id, account, attempts: decision.record.attempts, error: decision.record.lastError, retryInMs: decision.dueAt - Date.now() }, 'delivery failed; retry scheduled');
-      } else {
-        await this.deadLetter(ops, entry, decision);
+  private async processInHand(ops: StreamOps, entries: readonly StreamEntry[], records: ReadonlyMap<string, FailureRecord> | undefined,
+    release: (list: readonly StreamEntry[]) => void): Promise<boolean> {
+    const { settler } = this.o;
+    const done = await this.deliveredKeys(ops, entries);
+    const settlement = emptySettlement(records !== undefined);
+    const now: StreamEntry[] = [];
+    const later: StreamEntry[] = [];
+    const inBatch = new Set<string>();
+    for (const e of entries) {
+      if (done.has(e.key)) settlement.duplicates.push(e.id);
+      else if (inBatch.has(e.key)) later.push(e); // same key twice in one batch: wait for the first
+      else { inBatch.add(e.key); now.push(e); }
+    }
+    if (settlement.duplicates.length > 0) this.o.metrics.emailsDeduplicated.inc(settlement.duplicates.length);
+
+    const deliveries: Delivery[] = now.map((e) => ({ ...e, account: ops.account, previousAttempts: records?.get(e.id)?.attempts ?? 0 }));
+    const outcomes = await this.deliverBatch(deliveries);
+    const answeredAt = Date.now();
+    const abandoned: StreamEntry[] = [];
+    outcomes.forEach((outcome, i) => {
+      const entry = now[i]!;
+      if (!outcome) { abandoned.push(entry); return; }
+      const decision = addOutcome(settlement, entry, outcome, records?.get(entry.id), { group: this.o.group, consumer: this.o.consumer, settings: this.o.retry, now: answeredAt });
+      if (decision?.kind === 'retry') this.earliestRetry.set(ops.account, Math.min(this.earliestRetry.get(ops.account) ?? Infinity, decision.dueAt));
+    });
+    const unsettled = new Set([...abandoned, ...later]);
+    const settled = entries.filter((e) => !unsettled.has(e));
+    void this.settle(ops, settlement, settled);
+    release(abandoned);
+    try {
+      if (later.length > 0 && !this.o.stopping.aborted) {
+        // The second of two entries with one key waits until the first one's marker is recorded.
+        await settler.idle();
+        await this.process(ops, later, records);
       }
-    }));
+    } finally {
+      release(later);
+    }
+    return true;
+  }
+
+  /** The dedupe check, made again if a settle was refused meanwhile (its markers may be missing). */
+  private async deliveredKeys(ops: StreamOps, entries: readonly StreamEntry[]): Promise<Set<string>> {
+    const { settler } = this.o;
+    const refusals = settler.refusals;
+    let done = await ops.deliveredKeys(entries);
+    if (settler.blocked || settler.refusals !== refusals) {
+      await settler.unblocked();
+      await settler.idle();
+      done = await ops.deliveredKeys(entries);
+    }
+    return done;
+  }
+
+  /** Hands the settlement to the settler; counts and logs each outcome once Redis has it. */
+  private settle(ops: StreamOps, settlement: Settlement, entries: readonly StreamEntry[]): Promise<unknown> {
+    const { metrics, logger } = this.o;
+    const recorded = this.o.settler.submit(ops, settlement).then(({ deadLetterIds }) => {
+      if (settlement.delivered.length > 0) {
+        this.series.delivered.inc(settlement.delivered.length);
+        const now = Date.now();
+        for (const e of settlement.delivered) this.series.endToEnd.observe(Math.max(0, now - appendedAtMs(e.id)) / 1000);
+      }
+      for (const r of settlement.retries) {
+        this.series.retried.inc();
+        logger.warn({ entryId: r.id, account: ops.account, attempts: r.record.attempts, error: r.record.lastError, retryInMs: r.dueAt - Date.now() }, 'delivery failed; retry scheduled');
+      }
+      settlement.deadLetters.forEach((d, i) => {
+        const dlqId = deadLetterIds[i];
+        if (!dlqId) return; // settled before (a re-sent settle): counted then
+        metrics.emailsDeadLettered.inc({ reason: d.reason });
+        logger.error({ entryId: d.id, account: ops.account, attempts: d.record.attempts, error: d.record.lastError, reason: d.reason, dlqId }, 'email dead-lettered');
+      });
+    }, (err: unknown) => {
+      // Only at the shutdown timeout: the entries stay pending and are delivered again, same key.
+      logger.warn({ err, account: ops.account, entries: entries.length }, 'outcomes not recorded before the shutdown timeout; the entries stay pending');
+    }).finally(() => this.inHand.delete(ops.account, entries.map((e) => e.id)));
+    return recorded;
   }
 
   /**
-   * Delivers one entry left behind by a worker that died (or stopped mid-delivery), alone, with its
-   * outcome settled before the next: if a worker dies on it again, nothing else was in hand. Each
-   * such try is counted in Redis; past MAX_UNFINISHED_DELIVERIES it goes to the DLQ unsent.
+   * One sink call for the batch, through the breaker. Emails the sink could not take because it
+   * is down wait for the breaker and go again, uncharged. An outcome is undefined for an email
+   * abandoned at shutdown: it stays pending.
    */
-  async recover(ops: StreamOps, entry: StreamEntry): Promise<void> {
-    if (this.o.stopping.aborted) return;
-    const handouts = await ops.countHandout(entry.id);
-    const [raw] = await ops.failureRecords([entry.id]);
-    const decision = decideOnUnfinished(handouts, parseFailureRecord(raw), { now: Date.now(), consumer: this.o.consumer, limit: this.o.maxUnfinished });
-    if (decision) await this.deadLetter(ops, entry, decision);
-    else await this.process(ops, [entry], false);
-    await this.settled();
-    // Abandoned by a stop: the try did not end, so it stays counted.
-    if (!this.o.stopping.aborted || decision) await ops.clearHandouts([entry.id]);
-  }
-
-  private async deadLetter(ops: StreamOps, entry: StreamEntry, decision: FailureDecision & { kind: 'dead-letter' }): Promise<void> {
-    const dlqId = await ops.moveToDlq(entry, decision.record, decision.reason);
-    if (!dlqId) return;
-    this.o.metrics.emailsDeadLettered.inc({ reason: decision.reason });
-    this.o.logger.error({ entryId: entry.id, account: ops.keys.account, attempts: decision.record.attempts, error: decision.record.lastError, reason: decision.reason, dlqId }, 'email dead-lettered');
+  private async deliverBatch(deliveries: readonly Delivery[]): Promise<Array<Outcome | undefined>> {
+    const { breaker, metrics, stopping, giveUp, sink } = this.o;
+    const outcomes: Array<Outcome | undefined> = new Array(deliveries.length).fill(undefined);
+    let waiting = deliveries.map((_, i) => i);
+    /** Tries held back uncharged while the breaker was still closed (see below). */
+    let heldWhileClosed = 0;
+    while (waiting.length > 0) {
+      if (stopping.aborted) break;
+      if (breaker.opened) { await sleep(this.o.breakerPollMs, stopping); continue; }
+      const batch = waiting.map((i) => deliveries[i]!);
+      let answers: Outcome[];
+      /** Most of the batch found the sink down: the sink's fault, not these emails'. */
+      let sinkWide = false;
+      const stopTimer = this.series.duration.startTimer();
+      this.series.batchSize.observe(batch.length);
+      this.delivering += batch.length;
+      metrics.inFlight.set(this.delivering);
+      try {
+        answers = await breaker.fire(batch, giveUp);
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 'EOPENBREAKER') { await sleep(this.o.breakerPollMs, stopping); continue; }
+        if (giveUp.aborted) break;
+        answers = err instanceof SinkDownError ? err.outcomes : batch.map(() => thrownOutcome(err));
+        sinkWide = answers.some(sinkDown);
+      } finally {
+        stopTimer();
+        this.delivering -= batch.length;
+        metrics.inFlight.set(this.delivering);
+      }
+      const again: number[] = [];
+      answers.forEach((answer, j) => {
+        const index = waiting[j]!;
+        if (answer.status !== 'delivered') metrics.deliveryFailures.inc({ sink: sink.kind, kind: answer.status === 'permanent' ? 'sink-rejected' : answer.kind ?? 'sink-failed' });
+        // The sink is down, not the email at fault: keep it, uncharged, and send it again when the
+        // breaker lets calls through. One email failing alone among good ones is charged, and so
+        // is a batch the sink keeps refusing while the breaker, judging every call, stays closed:
+        // an email that alone makes the sink answer 503 must still reach the DLQ in the end.
+        const hold = sinkDown(answer) && (breaker.opened || (sinkWide && heldWhileClosed < HOLD_WHILE_CLOSED));
+        if (hold) again.push(index);
+        else outcomes[index] = answer;
+      });
+      waiting = again;
+      if (again.length > 0 && !breaker.opened) {
+        heldWhileClosed += 1;
+        await sleep(this.o.breakerPollMs, stopping);
+      }
+    }
+    return outcomes;
   }
 }

@@ -1,17 +1,20 @@
-// The worker's Redis state transitions, one Lua script each (src/core/scripts): acknowledge with
-// a dedupe marker, record a failure and its retry time, dead-letter, claim due retries, claim
-// orphans, remove dead consumers. Every key comes from keys.ts and is passed in KEYS.
+// The worker's Redis state transitions on one account's stream, one Lua script each
+// (src/core/scripts): settle a batch, claim due retries, begin the recovery of entries left
+// behind, claim orphans, keep held entries from looking orphaned, remove dead consumers. Every key
+// comes from keys.ts and is passed in KEYS.
 import type { Result } from 'ioredis';
+import { redisErrorKind } from '../core/errors.ts';
 import type { AccountKeys, GroupKeys } from '../core/keys.ts';
 import type { RedisClient } from '../core/redis.ts';
 import { deliveredMarker, type RawEntry, type StreamEntry } from './entries.ts';
-import type { DeadLetterReason, FailureRecord } from './retry-policy.ts';
+import type { Settlement } from './settlement-batch.ts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    recordFailure(failures: string, retries: string, id: string, record: string, dueAt: number): Result<number, Context>;
-    moveToDlq(stream: string, dlq: string, failures: string, retries: string, group: string, id: string, ...fields: string[]): Result<string | null, Context>;
-    claimDueRetries(stream: string, retries: string, group: string, consumer: string, now: number, count: number): Result<[RawEntry[], string | null], Context>;
+    settleBatch(numberOfKeys: number, ...keysAndArgs: Array<string | number>): Result<[acknowledged: number, retriesRecorded: number, deadLetterIds: Array<string | null>], Context>;
+    claimDueRetries(stream: string, retries: string, failures: string, group: string, consumer: string, now: number, count: number): Result<[RawEntry[], Array<string | null>, string | null], Context>;
+    beginRecovery(handouts: string, failures: string, retries: string, ...ids: string[]): Result<Array<[handouts: number, record: string | null]>, Context>;
+    touchPending(stream: string, group: string, consumer: string, ...ids: string[]): Result<number, Context>;
     claimOrphans(stream: string, retries: string, group: string, consumer: string, minIdleMs: number, count: number, scan: number): Result<Array<[string, string[] | false, number]>, Context>;
     removeDeadConsumers(stream: string, group: string, minIdleMs: number, self: string): Result<string[], Context>;
   }
@@ -25,12 +28,15 @@ export interface StreamOpsOptions {
   dedupeTtlSeconds: number;
 }
 
+/** An entry taken up again: how often without an outcome (0: waiting for its retry), and its record. */
+export interface RecoveryCount { handouts: number; record: string | null }
+
 export class StreamOps {
   readonly keys: AccountKeys;
   /** This group's markers, retries, failure records and crash counts. */
   readonly groupKeys: GroupKeys;
+  readonly group: string;
   private readonly redis: RedisClient;
-  private readonly group: string;
   private readonly consumer: string;
   private readonly ttl: number;
 
@@ -43,12 +49,14 @@ export class StreamOps {
     this.ttl = options.dedupeTtlSeconds;
   }
 
+  get account(): string { return this.keys.account; }
+
   /** Creates the group (and the stream) unless it exists; a new group starts at the beginning. */
   async ensureGroup(): Promise<void> {
     try {
       await this.redis.xgroup('CREATE', this.keys.stream, this.group, '0', 'MKSTREAM');
     } catch (err) {
-      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+      if (redisErrorKind(err) !== 'redis-busygroup') throw err;
     }
   }
 
@@ -61,22 +69,20 @@ export class StreamOps {
     return done;
   }
 
-  /**
-   * Marks the keys delivered and acknowledges the entries in one MULTI/EXEC: as atomic as a
-   * script (a crash never leaves an acknowledged entry without its marker), but one transaction
-   * per batch instead of a script call per email. `retried`: some may have failure records.
-   */
-  async ackDelivered(entries: readonly StreamEntry[], retried: boolean): Promise<void> {
-    if (entries.length === 0) return;
+  /** Records a batch's outcomes in one script call (settleBatch); see its header. */
+  async settle(s: Settlement): Promise<{ deadLetterIds: Array<string | null> }> {
+    const k = this.keys;
     const g = this.groupKeys;
-    const ids = entries.map((e) => e.id);
-    const tx = this.redis.multi();
-    for (const e of entries) tx.set(deliveredMarker(g, e.key), '1', 'EX', this.ttl);
-    tx.xack(this.keys.stream, this.group, ...ids);
-    if (retried) tx.hdel(g.failures, ...ids).zrem(g.retries, ...ids).hdel(g.handouts, ...ids);
-    const results = await tx.exec();
-    const failed = results?.find(([err]) => err);
-    if (!results || failed) throw failed?.[0] ?? new Error('acknowledgement transaction aborted');
+    const keys = [k.stream, k.dlq, g.failures, g.retries, g.handouts, ...s.delivered.map((e) => deliveredMarker(g, e.key))];
+    const args: Array<string | number> = [this.group, this.ttl, s.mayHaveRetryState ? 1 : 0];
+    args.push(s.delivered.length, ...s.delivered.map((e) => e.id));
+    args.push(s.duplicates.length, ...s.duplicates);
+    args.push(s.retries.length);
+    for (const r of s.retries) args.push(r.id, r.record.attempts, JSON.stringify(r.record), r.dueAt);
+    args.push(s.deadLetters.length);
+    for (const d of s.deadLetters) args.push(d.id, d.fields.length, ...d.fields);
+    const [, , deadLetterIds] = await this.redis.settleBatch(keys.length, ...keys, ...args);
+    return { deadLetterIds };
   }
 
   /** Acknowledges entries whose payload was trimmed away: there is nothing left to deliver. */
@@ -84,45 +90,27 @@ export class StreamOps {
     if (ids.length > 0) await this.redis.xack(this.keys.stream, this.group, ...ids);
   }
 
-  async failureRecords(ids: readonly string[]): Promise<Array<string | null>> {
-    if (ids.length === 0) return [];
-    return this.redis.hmget(this.groupKeys.failures, ...ids);
+  /** Claims the due retries with their failure records; also says when the next one is due. */
+  async claimDueRetries(now: number, count: number): Promise<{ due: RawEntry[]; records: Map<string, string>; nextDueAt: number | undefined }> {
+    const [due, records, next] = await this.redis.claimDueRetries(this.keys.stream, this.groupKeys.retries, this.groupKeys.failures, this.group, this.consumer, now, count);
+    const byId = new Map<string, string>();
+    due.forEach(([id], i) => { const r = records[i]; if (r) byId.set(id, r); });
+    return { due, records: byId, nextDueAt: next === null ? undefined : Number(next) };
   }
 
-  recordFailure(id: string, record: FailureRecord, dueAt: number): Promise<number> {
-    return this.redis.recordFailure(this.groupKeys.failures, this.groupKeys.retries, id, JSON.stringify(record), dueAt);
+  /** Counts one more take-up of each entry left behind (see beginRecovery-3.lua). */
+  async beginRecovery(ids: readonly string[]): Promise<Map<string, RecoveryCount>> {
+    const counts = new Map<string, RecoveryCount>();
+    if (ids.length === 0) return counts;
+    const reply = await this.redis.beginRecovery(this.groupKeys.handouts, this.groupKeys.failures, this.groupKeys.retries, ...ids);
+    reply.forEach(([handouts, record], i) => counts.set(ids[i]!, { handouts: Number(handouts), record }));
+    return counts;
   }
 
-  moveToDlq(entry: StreamEntry, record: FailureRecord, reason: DeadLetterReason): Promise<string | null> {
-    const k = this.keys;
-    const g = this.groupKeys;
-    return this.redis.moveToDlq(k.stream, k.dlq, g.failures, g.retries, this.group, entry.id,
-      'key', entry.key, 'email', entry.email, 'reason', reason, 'error', record.lastError,
-      'attempts', String(record.attempts), 'firstFailureAt', new Date(record.firstFailureAt).toISOString(),
-      'lastFailureAt', new Date(record.lastFailureAt).toISOString(), 'consumer', record.consumer, 'group', this.group,
-      'originalId', entry.id, 'deadLetteredAt', new Date().toISOString());
-  }
-
-  /** Claims the due retries; also says when the next one is due (undefined: none waiting). */
-  async claimDueRetries(now: number, count: number): Promise<{ due: RawEntry[]; nextDueAt: number | undefined }> {
-    const [due, next] = await this.redis.claimDueRetries(this.keys.stream, this.groupKeys.retries, this.group, this.consumer, now, count);
-    return { due, nextDueAt: next === null ? undefined : Number(next) };
-  }
-
-  /** Counts one more try of an entry left behind by a dead worker; returns the tries so far. */
-  countHandout(id: string): Promise<number> {
-    return this.redis.hincrby(this.groupKeys.handouts, id, 1);
-  }
-
-  async clearHandouts(ids: readonly string[]): Promise<void> {
-    if (ids.length > 0) await this.redis.hdel(this.groupKeys.handouts, ...ids);
-  }
-
-  /** Which of these ids wait in the retries set. */
-  async retryScheduled(ids: readonly string[]): Promise<Set<string>> {
-    if (ids.length === 0) return new Set();
-    const scores = await this.redis.zmscore(this.groupKeys.retries, ...ids);
-    return new Set(ids.filter((_, i) => scores[i] !== null));
+  /** Resets the idle time of entries still ours, so no other worker claims them as orphans. */
+  async touchPending(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.redis.touchPending(this.keys.stream, this.group, this.consumer, ...ids);
   }
 
   claimOrphans(minIdleMs: number, count: number): Promise<Array<[string, string[] | false, number]>> {

@@ -1,6 +1,6 @@
 // The worker role: one read loop per account stream, all sharing one sink, its circuit breaker
-// and the concurrency limit. runDaemon (src/core/daemon.ts) supplies metrics, HTTP, heartbeat
-// and the shutdown sequence; this module assembles the parts and says how to stop them.
+// and the settler that records outcomes. runDaemon (src/core/daemon.ts) supplies metrics, HTTP,
+// heartbeat and the shutdown sequence; this module assembles the parts and says how to stop them.
 import { breakerStateName, createBreaker } from '../core/breaker.ts';
 import { sleep } from '../core/backoff.ts';
 import type { DaemonContext, RoleParts } from '../core/daemon.ts';
@@ -9,10 +9,11 @@ import { accountKeys } from '../core/keys.ts';
 import { closeRedis, createRedis, type RedisClient } from '../core/redis.ts';
 import { readStreamStats, type StreamStats } from '../core/stream-stats.ts';
 import { AccountConsumer } from './consumer.ts';
-import { Deliverer, type SinkBreaker } from './deliver.ts';
-import { Limiter } from './limiter.ts';
+import { breakerAction, Deliverer, type SinkBreaker } from './deliver.ts';
+import { startKeepAlive } from './keep-alive.ts';
 import { DEAD_LETTER_REASONS } from './retry-policy.ts';
-import type { Delivery, Sink } from './sinks/types.ts';
+import { Settler } from './settler.ts';
+import type { Sink } from './sinks/types.ts';
 import { StreamOps } from './stream-ops.ts';
 
 const SINK_CHECK_TIMEOUT_MS = 1_500;
@@ -32,20 +33,23 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
   const accounts = options.accounts ?? config.accounts.map((a) => a.id);
   // The breaker tries a sink that went down again after twice the first retry delay (1 s to 30 s).
   const resetTimeoutMs = Math.min(30_000, Math.max(1_000, 2 * w.retryBaseMs));
-  const breaker: SinkBreaker = createBreaker('sink', (items: Delivery[], signal: AbortSignal) => sink.deliver(items, signal),
-    // Judged over at least two rounds of concurrent calls, so a burst of a few failing emails
-    // among many good ones (10% of a batch failing at once) does not read as the sink being down.
-    { metrics, logger }, { isNeutral: isPermanent, resetTimeoutMs, volumeThreshold: Math.max(10, 2 * w.concurrency) });
+  // One call is one batch; a call fails when most of its emails found the sink down (those wait,
+  // uncharged). Ten calls in the window before it judges, so a few retries of failing emails in a
+  // batch of their own do not read as an outage. Shared by every account: it is one sink.
+  const breaker: SinkBreaker = createBreaker('sink', breakerAction(sink),
+    { metrics, logger, account: '*' }, { isNeutral: isPermanent, resetTimeoutMs, volumeThreshold: 10 });
   const breakerPollMs = Math.min(250, resetTimeoutMs);
 
   for (const reason of DEAD_LETTER_REASONS) metrics.emailsDeadLettered.inc({ reason }, 0);
   metrics.emailsDelivered.inc({ sink: sink.kind }, 0);
   metrics.emailsRetried.inc({ sink: sink.kind }, 0);
+  metrics.settleBlocked.set(0);
+  metrics.unsettledOutcomes.set(0);
   const stopping = new AbortController();
   const giveUp = new AbortController();
-  const limiter = new Limiter(w.concurrency);
+  const settler = new Settler({ metrics, logger });
   const deliverer = new Deliverer({
-    sink, breaker, limiter, metrics, logger, consumer: w.consumerName, stopping: stopping.signal, giveUp: giveUp.signal, breakerPollMs,
+    sink, breaker, settler, metrics, logger, group: w.group, consumer: w.consumerName, stopping: stopping.signal, giveUp: giveUp.signal, breakerPollMs,
     maxUnfinished: w.maxUnfinishedDeliveries,
     retry: { maxAttempts: w.maxAttempts, backoff: { baseMs: w.retryBaseMs, maxMs: w.retryMaxMs, jitter: 0.25 }, maxRetryAfterMs: Math.max(w.retryMaxMs, 3_600_000) },
   });
@@ -56,7 +60,7 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
     const connection = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:worker:read', logger, purpose: 'blocking' });
     blocking.push(connection);
     return new AccountConsumer({
-      ops, blocking: connection, deliverer, breaker, metrics, logger, stopping: stopping.signal, breakerPollMs,
+      ops, blocking: connection, deliverer, settler, breaker, metrics, logger, stopping: stopping.signal, breakerPollMs,
       settings: { group: w.group, consumer: w.consumerName, readBatchSize: w.readBatchSize, readBlockMs: w.readBlockMs, claimIdleMs: w.claimIdleMs, claimIntervalMs: w.claimIntervalMs },
     });
   });
@@ -64,6 +68,7 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
     metrics.groupLag.set({ account: ops.keys.account, group: w.group }, 0);
     metrics.groupPending.set({ account: ops.keys.account, group: w.group }, 0);
   }
+  const keepAlive = startKeepAlive({ streams, inHand: deliverer.inHand, intervalMs: Math.max(50, Math.floor(w.claimIdleMs / 3)), logger });
   const loops = consumers.map((c) => c.run());
   logger.info({ consumer: w.consumerName, group: w.group, sink: sink.kind, accounts }, 'worker consuming');
 
@@ -86,6 +91,7 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
   return {
     async ready() {
       const reasons: string[] = [];
+      if (settler.blockedReason) reasons.push(settler.blockedReason);
       if (breaker.opened) reasons.push(`sink (${sink.kind}): circuit breaker open`);
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`sink (${sink.kind}) does not answer`)), SINK_CHECK_TIMEOUT_MS); });
@@ -102,10 +108,10 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
       await refreshStats().catch(() => undefined);
       return {
         consumer: w.consumerName, group: w.group, sink: sink.kind, breaker: breakerStateName(breaker),
-        inFlight: limiter.inFlight, maxAttempts: w.maxAttempts, streams: lastStats,
+        inFlight: deliverer.inFlight, unsettled: settler.unsettled, settle: settler.blockedReason ?? 'ok', maxAttempts: w.maxAttempts, streams: lastStats,
       };
     },
-    heartbeat: () => ({ consumer: w.consumerName, group: w.group, sink: sink.kind, breaker: breakerStateName(breaker), inFlight: limiter.inFlight }),
+    heartbeat: () => ({ consumer: w.consumerName, group: w.group, sink: sink.kind, breaker: breakerStateName(breaker), inFlight: deliverer.inFlight, unsettled: settler.unsettled }),
     async stop() {
       stopping.abort();
       clearInterval(statsTimer);
@@ -115,16 +121,21 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
       const finished = Promise.allSettled(loops);
       // The timer is cancelled once the loops finish: a pending 30 s timer would hold a process
       // that is meant to exit (a start-up that failed after the worker began).
+      const started = Date.now();
       const timeUp = new AbortController();
       const inTime = await Promise.race([finished.then(() => true), sleep(config.shutdownTimeoutMs, timeUp.signal).then(() => false)]);
       timeUp.abort();
       if (!inTime) {
-        logger.warn({ timeoutMs: config.shutdownTimeoutMs, inFlight: limiter.inFlight }, 'deliveries still under way at the shutdown timeout: leaving them pending for another worker');
+        logger.warn({ timeoutMs: config.shutdownTimeoutMs, inFlight: deliverer.inFlight }, 'deliveries still under way at the shutdown timeout: leaving them pending for another worker');
         giveUp.abort();
-        // Acknowledgements queued for a Redis that is away would wait for ever; what they did not
-        // record stays pending and is delivered again, with the same key, by another worker.
         await Promise.race([finished, sleep(1_000)]);
       }
+      // What the sink answered is recorded before the process goes, for as long as the shutdown
+      // timeout allows (Redis may be refusing writes right now): an outcome left unrecorded means
+      // the email is sent again, with the same key, by another worker.
+      const left = await settler.drain(Math.max(0, config.shutdownTimeoutMs - (Date.now() - started)));
+      if (left > 0) logger.warn({ unsettled: left }, 'outcomes not recorded by the shutdown timeout: those entries stay pending and are delivered again, with the same key');
+      keepAlive.stop();
       breaker.shutdown();
       await Promise.all([...blocking.map((c) => closeRedis(c, 200)), sink.close().catch((err: unknown) => logger.warn({ err }, 'sink did not close cleanly'))]);
     },

@@ -47,6 +47,8 @@ export interface RedisClusterOptions {
   /** @default 1 */
   replicas?: number;
   aof?: boolean;
+  /** Further redis-server arguments for every node. */
+  extraArgs?: string[];
 }
 
 function direct(port: number): Redis {
@@ -85,7 +87,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const replicas = options.replicas ?? 1;
   const nodes: RedisServer[] = [];
   // A short node timeout makes an unplanned failover take about a second instead of fifteen.
-  const extraArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'];
+  const extraArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000', ...(options.extraArgs ?? [])];
   for (let i = 0; i < masters * (1 + replicas); i++) nodes.push(await startRedisServer({ aof: options.aof ?? true, extraArgs }));
   const seeds = nodes.map((n) => `127.0.0.1:${n.port}`);
   await run('redis-cli', ['--cluster', 'create', ...seeds, '--cluster-replicas', String(replicas), '--cluster-yes']);

@@ -32,6 +32,8 @@ export interface TestRedis {
 
 export interface TestRedisOptions {
   aof?: boolean;
+  /** AOF fsync policy; the helpers default to `always` (nothing acknowledged is ever lost). */
+  appendfsync?: 'always' | 'everysec';
   /** Overrides MAILSTREAM_TEST_REDIS. */
   kind?: TestRedisKind;
 }
@@ -62,7 +64,8 @@ function wholeClusterClient(cluster: RedisCluster): Redis {
 export async function startTestRedis(options: TestRedisOptions = {}): Promise<TestRedis> {
   const kind = options.kind ?? testRedisKind();
   if (kind === 'cluster') {
-    const cluster = await startRedisCluster({ aof: options.aof ?? false });
+    const extraArgs = options.appendfsync ? ['--appendfsync', options.appendfsync] : [];
+    const cluster = await startRedisCluster({ aof: options.aof ?? false, extraArgs });
     const url = `redis://${cluster.seeds[0]}`;
     const nodes = cluster.seeds.join(',');
     clusters.set(url, nodes);
@@ -78,7 +81,7 @@ export async function startTestRedis(options: TestRedisOptions = {}): Promise<Te
       async destroy() { clusters.delete(url); await cluster.destroy(); },
     };
   }
-  const server = await startRedisServer({ aof: options.aof ?? false });
+  const server = await startRedisServer({ aof: options.aof ?? false, extraArgs: options.appendfsync ? ['--appendfsync', options.appendfsync] : [] });
   return {
     kind, url: server.url, server,
     env: { REDIS_URL: server.url },

@@ -30,7 +30,7 @@ afterAll(async () => {
 });
 
 function series(metrics: string, name: string): number {
-  return Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1]);
+  return Number(new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1]);
 }
 
 it('opens the breaker while the webhook is down, dead-letters nothing, and delivers everything after', async () => {
@@ -52,8 +52,8 @@ it('opens the breaker while the webhook is down, dead-letters nothing, and deliv
   expect(ready.status).toBe(503);
   expect(((await ready.json()) as { reasons: string[] }).reasons.join(' ')).toContain('circuit breaker open');
   // Down for a while: more failed half-open trials than MAX_ATTEMPTS, none of them charged.
-  await eventually(async () => series(await metrics(), 'mailstream_circuit_breaker_opens_total{breaker="sink"}') >= 4, { what: 'breaker re-opened after failed trials' });
-  expect(series(await metrics(), 'mailstream_circuit_breaker_state{breaker="sink"}')).toBe(2);
+  await eventually(async () => series(await metrics(), 'mailstream_circuit_breaker_opens_total{account="*",breaker="sink"}') >= 4, { what: 'breaker re-opened after failed trials' });
+  expect(series(await metrics(), 'mailstream_circuit_breaker_state{account="*",breaker="sink"}')).toBe(2);
   // Reading paused: most of the new entries were never even read.
   const groups = (await redis.xinfo('GROUPS', keys.stream)) as unknown[][];
   expect(Number(groups[0]![groups[0]!.indexOf('lag') + 1])).toBeGreaterThan(0);
@@ -65,7 +65,7 @@ it('opens the breaker while the webhook is down, dead-letters nothing, and deliv
   await eventually(async () => (await redis.xpending(keys.stream, 'workers'))[0] === 0, { what: 'nothing pending' });
   const after = await metrics();
   expect(series(after, 'mailstream_emails_dead_lettered_total{reason="max-attempts"}')).toBe(0);
-  expect(series(after, 'mailstream_circuit_breaker_state{breaker="sink"}')).toBe(0);
+  expect(series(after, 'mailstream_circuit_breaker_state{account="*",breaker="sink"}')).toBe(0);
   expect((await fetch(`http://127.0.0.1:${port}/ready`)).status).toBe(200);
   expect(await worker.stop()).toBe(0);
 });

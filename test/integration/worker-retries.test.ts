@@ -24,7 +24,7 @@ beforeAll(async () => {
   redisServer = await startRedisServer();
   redis = redisServer.client();
   receiver = await startWebhookReceiver((r) => {
-    if (flaky(r.key) && r.attempt <= 2) return { status: r.attempt === 1 ? 500 : 503, body: 'try later' };
+    if (flaky(r.key) && r.attempt <= 2) return { status: r.attempt === 1 ? 500 : 408, body: 'try later' };
     if (r.key === RATE_LIMITED && r.attempt === 1) return { status: 429, headers: { 'retry-after': '2' } };
     return { status: 200 };
   });

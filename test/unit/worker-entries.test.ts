@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { accountKeys } from '../../src/core/keys.ts';
 import { appendedAtMs, deliveredMarker, parseEntries } from '../../src/worker/entries.ts';
-import { Limiter } from '../../src/worker/limiter.ts';
+import { InHand } from '../../src/worker/in-hand.ts';
+import { addOutcome, emptySettlement } from '../../src/worker/settlement-batch.ts';
+import { errorKind, redisErrorKind, PermanentDeliveryError, TransientDeliveryError } from '../../src/core/errors.ts';
 import { parseRetryAfter, signatureHeader } from '../../src/worker/sinks/webhook.ts';
 import { createHmac } from 'node:crypto';
 
@@ -48,36 +50,61 @@ describe('webhook helpers', () => {
   });
 });
 
-describe('Limiter', () => {
-  it('lets urgent tasks go before those already waiting', async () => {
-    const limiter = new Limiter(1);
-    const order: string[] = [];
-    let release!: () => void;
-    const first = limiter.run(() => new Promise<void>((r) => { release = r; }));
-    const normal = limiter.run(async () => { order.push('normal'); });
-    const urgent = limiter.run(async () => { order.push('urgent'); }, true);
-    release();
-    await Promise.all([first, normal, urgent]);
-    expect(order).toEqual(['urgent', 'normal']);
+describe('InHand', () => {
+  it('tells two accounts with the same entry id apart', () => {
+    const held = new InHand();
+    held.add('a@example.com', ['1-0']);
+    held.add('b@example.com', ['1-0']);
+    held.delete('a@example.com', ['1-0']);
+    expect(held.has('a@example.com', '1-0')).toBe(false);
+    expect(held.has('b@example.com', '1-0')).toBe(true);
   });
 
-  it('never runs more tasks at once than its limit', async () => {
-    const limiter = new Limiter(3);
-    let running = 0;
-    let peak = 0;
-    const releases: Array<() => void> = [];
-    const tasks = Array.from({ length: 10 }, () => limiter.run(async () => {
-      running += 1;
-      peak = Math.max(peak, running);
-      await new Promise<void>((r) => releases.push(r));
-      running -= 1;
-    }));
-    for (let done = 0; done < 10; done++) {
-      while (releases.length === 0) await new Promise((r) => setImmediate(r));
-      releases.shift()!();
-    }
-    await Promise.all(tasks);
-    expect(peak).toBe(3);
-    expect(limiter.inFlight).toBe(0);
+  it('keeps an entry held until every holder lets go', () => {
+    const held = new InHand();
+    held.add('a', ['1-0', '2-0']);
+    held.add('a', ['1-0']);
+    held.delete('a', ['1-0', '2-0']);
+    expect(held.ids('a')).toEqual(['1-0']);
+    held.delete('a', ['1-0']);
+    expect(held.ids('a')).toEqual([]);
+  });
+});
+
+describe('settlement of a batch', () => {
+  const ctx = { group: 'workers', consumer: 'w1', now: 1_000_000, random: () => 0, settings: { maxAttempts: 3, backoff: { baseMs: 100, maxMs: 1000, jitter: 0 }, maxRetryAfterMs: 60_000 } };
+  const entry = (n: number) => ({ id: `${n}-0`, key: `k${n}`, email: '{}' });
+
+  it('sorts outcomes into delivered, retries (honouring Retry-After) and dead letters', () => {
+    const s = emptySettlement(false);
+    addOutcome(s, entry(1), { status: 'delivered' }, undefined, ctx);
+    addOutcome(s, entry(2), { status: 'retry', reason: 'busy' }, undefined, ctx);
+    addOutcome(s, entry(3), { status: 'retry', reason: 'slow down', kind: 'sink-rate-limited', retryAfterMs: 5_000 }, undefined, ctx);
+    addOutcome(s, entry(4), { status: 'permanent', reason: 'no route' }, undefined, ctx);
+    addOutcome(s, entry(5), { status: 'retry', reason: 'busy' }, { attempts: 2, firstFailureAt: 1, lastFailureAt: 2, lastError: 'x', consumer: 'w0' }, ctx);
+    expect(s.delivered.map((e) => e.id)).toEqual(['1-0']);
+    expect(s.retries).toEqual([
+      expect.objectContaining({ id: '2-0', dueAt: 1_000_100, record: expect.objectContaining({ attempts: 1, lastError: expect.stringContaining('busy') }) }),
+      expect.objectContaining({ id: '3-0', dueAt: 1_005_000 }),
+    ]);
+    expect(s.deadLetters.map((d) => [d.id, d.reason])).toEqual([['4-0', 'permanent'], ['5-0', 'max-attempts']]);
+    const fields = s.deadLetters[1]!.fields;
+    expect(fields[fields.indexOf('attempts') + 1]).toBe('3');
+    expect(fields[fields.indexOf('group') + 1]).toBe('workers');
+  });
+});
+
+describe('error kinds', () => {
+  it('reads a Redis reply by its error code and typed errors by their kind', () => {
+    const reply = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' });
+    expect(redisErrorKind(reply("OOM command not allowed when used memory > 'maxmemory'."))).toBe('redis-oom');
+    expect(redisErrorKind(reply("READONLY You can't write against a read only replica."))).toBe('redis-readonly');
+    expect(redisErrorKind(reply('LOADING Redis is loading the dataset in memory'))).toBe('redis-loading');
+    expect(redisErrorKind(reply('NOGROUP No such key or consumer group'))).toBe('redis-nogroup');
+    expect(redisErrorKind(reply('ERR something else mentions OOM'))).toBe('redis-error');
+    expect(redisErrorKind(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe('redis-unavailable');
+    expect(errorKind(new PermanentDeliveryError('no'))).toBe('sink-rejected');
+    expect(errorKind(new TransientDeliveryError('down', { kind: 'sink-unavailable' }))).toBe('sink-unavailable');
+    expect(errorKind(new Error('anything'))).toBe('unknown');
   });
 });

@@ -1,5 +1,8 @@
-// What every sink offers the worker. A sink either takes one email per call (webhook, module:
-// the worker runs several at once) or a whole read batch in one write (postgres, jsonl).
+// What every sink offers the worker: one call per batch, one outcome per email. A sink decides
+// for each email whether it has it for good (delivered), may take it later (retry) or never will
+// (permanent); the worker turns those outcomes into acknowledgements, retry schedules and dead
+// letters in one Redis step per batch (src/core/scripts/settleBatch).
+import type { SinkFailureKind } from '../../core/errors.ts';
 import type { StreamEntry } from '../entries.ts';
 
 export type SinkKind = 'webhook' | 'postgres' | 'jsonl' | 'module';
@@ -10,17 +13,37 @@ export interface Delivery extends StreamEntry {
   previousAttempts: number;
 }
 
+export type Outcome =
+  | { status: 'delivered' }
+  | {
+    status: 'retry';
+    /** Short, secret-free text kept in the failure record and, in the end, the DLQ. */
+    reason: string;
+    /** `sink-unavailable` / `sink-timeout`: the sink itself is down; the worker waits for it. @default 'sink-failed' */
+    kind?: Exclude<SinkFailureKind, 'sink-rejected'>;
+    /** The sink asked for this wait before the next attempt (HTTP Retry-After). */
+    retryAfterMs?: number;
+  }
+  | { status: 'permanent'; reason: string };
+
+export const DELIVERED: Outcome = Object.freeze({ status: 'delivered' });
+
 export interface Sink {
   kind: SinkKind;
-  /** `each`: deliver() gets one email; `batch`: deliver() gets a read batch and writes it at once. */
-  mode: 'each' | 'batch';
   /**
-   * Delivers the emails; resolves when the sink has them for good. Throws a
-   * PermanentDeliveryError for what can never succeed, anything else to retry. The signal aborts
-   * a delivery the worker gives up on (shutdown).
+   * Delivers a batch (at most READ_BATCH_SIZE emails of one account) and resolves with one outcome
+   * per email, in the batch's order. It should not throw: a sink that cannot reach its target
+   * answers `retry` with kind `sink-unavailable` for each email. Should it throw anyway, the worker
+   * treats the throw as a `retry` of every email of the batch. The signal aborts a delivery the
+   * worker gives up on (shutdown).
    */
-  deliver(deliveries: Delivery[], signal: AbortSignal): Promise<void>;
+  deliver(batch: readonly Delivery[], signal: AbortSignal): Promise<Outcome[]>;
   /** Throws with a short reason when the sink does not answer (for /ready). */
   check(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface SinkOptions {
+  /** Deliveries in flight at once within one call (WORKER_CONCURRENCY). */
+  concurrency: number;
 }
