@@ -1,9 +1,10 @@
 // The PostgreSQL sink called directly against a real server: one INSERT per batch, a redelivery
 // is a no-op, a batch refused for its data is retried row by row so only the bad rows are
 // permanent, and a server that cannot be reached makes every email wait (sink-unavailable).
+import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sampleEmail } from '../helpers/entries.ts';
-import { freePort } from '../helpers/ports.ts';
+import { eventually, freePort } from '../helpers/ports.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts';
 import { createPostgresSink } from '../../src/worker/sinks/postgres.ts';
 import type { Delivery, Sink } from '../../src/worker/sinks/types.ts';
@@ -89,4 +90,23 @@ it('a schema it cannot write to is sink-failed for the batch, and the emails are
     await db.query('ALTER TABLE emails_elsewhere RENAME TO emails');
   }
   expect(await sink.deliver([delivery(400)], live())).toEqual([{ status: 'delivered' }]);
+});
+
+it('more batches at once than connections wait their turn, however slow the inserts, instead of failing as unavailable', async () => {
+  // A table lock holds the first four inserts; the others wait for a connection past the pool's
+  // 5 s connection timeout, which must not turn a busy server into an unavailable one.
+  const locker = new pg.Client({ connectionString: db.url });
+  await locker.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE emails IN ACCESS EXCLUSIVE MODE');
+    const calls = Array.from({ length: 6 }, (_, i) => sink.deliver([delivery(500 + i)], live()));
+    await eventually(async () => Number((await db.query<{ n: string }>(
+      "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO emails%'")).rows[0]!.n) === 4, { what: 'four inserts waiting on the lock' });
+    await new Promise((r) => setTimeout(r, 6_000));
+    await locker.query('COMMIT');
+    expect((await Promise.all(calls)).flat()).toEqual(Array.from({ length: 6 }, () => ({ status: 'delivered' })));
+  } finally {
+    await locker.end();
+  }
 });

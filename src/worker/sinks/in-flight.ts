@@ -4,7 +4,7 @@
 import type { Delivery, Outcome } from './types.ts';
 
 /** The worker gave up on the batch (shutdown) before this email was sent: nothing was attempted. */
-export const NOT_ATTEMPTED: Outcome = Object.freeze({ status: 'retry', reason: 'not sent: the worker gave up on the batch (shutdown)' });
+export const NOT_ATTEMPTED: Extract<Outcome, { status: 'retry' }> = Object.freeze({ status: 'retry', reason: 'not sent: the worker gave up on the batch (shutdown)' });
 
 export class InFlightLimit {
   private active = 0;

@@ -3,6 +3,7 @@
 // CONFLICT on the idempotency key so a redelivered email is a no-op. A batch refused for its data
 // is inserted again row by row, so only the rows PostgreSQL refuses are permanent.
 import pg from 'pg';
+import { InFlightLimit, NOT_ATTEMPTED } from './in-flight.ts';
 import { classifyPostgresFailure, type PostgresFailure } from './postgres-failure.ts';
 import { migrate } from './postgres-migrate.ts';
 import { DELIVERED, type Delivery, type Outcome, type Sink } from './types.ts';
@@ -22,20 +23,35 @@ SELECT k, e->>'account', e->>'mailbox', e->>'uidValidity', (e->>'uid')::bigint, 
 FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS t(k, id, e)
 ON CONFLICT (idempotency_key) DO NOTHING`;
 
+const POOL_SIZE = 4;
+
 /** Rows of a batch, as the INSERT's three array parameters. */
 function parameters(rows: readonly Delivery[]): [string[], string[], string[]] {
   return [rows.map((d) => d.key), rows.map((d) => d.id), rows.map((d) => d.email)];
 }
 
 export function createPostgresSink(url: string): Sink {
-  const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 5_000 });
+  const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE, connectionTimeoutMillis: 5_000 });
+  // Batches of several accounts queue here for a connection rather than in the pool, whose
+  // connectionTimeoutMillis would also end a wait behind slow inserts: only a connection that
+  // cannot be opened in time says the server is unavailable.
+  const slots = new InFlightLimit(POOL_SIZE);
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
   let migrated: Promise<PostgresFailure | undefined> | undefined;
   let closing: Promise<void> | undefined;
 
   /** Runs `work` on a pooled client; undefined when it succeeded, else what its failure means. */
-  async function onClient(work: (client: pg.PoolClient) => Promise<unknown>): Promise<PostgresFailure | undefined> {
+  async function onClient(work: (client: pg.PoolClient) => Promise<unknown>, signal: AbortSignal): Promise<PostgresFailure | undefined> {
+    if (!(await slots.acquire(signal))) return { kind: 'retry', outcome: NOT_ATTEMPTED };
+    try {
+      return await onPooledClient(work);
+    } finally {
+      slots.release();
+    }
+  }
+
+  async function onPooledClient(work: (client: pg.PoolClient) => Promise<unknown>): Promise<PostgresFailure | undefined> {
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
@@ -56,8 +72,8 @@ export function createPostgresSink(url: string): Sink {
   }
 
   /** Migrations run once per process; a failed run is tried again by the next batch. */
-  async function ensureSchema(): Promise<PostgresFailure | undefined> {
-    migrated ??= onClient((client) => migrate(client)).then((failure) => {
+  async function ensureSchema(signal: AbortSignal): Promise<PostgresFailure | undefined> {
+    migrated ??= onClient((client) => migrate(client), signal).then((failure) => {
       if (failure) migrated = undefined;
       return failure;
     });
@@ -67,13 +83,13 @@ export function createPostgresSink(url: string): Sink {
     return failure;
   }
 
-  const insert = (rows: readonly Delivery[]) => onClient((client) => client.query(INSERT, parameters(rows)));
+  const insert = (rows: readonly Delivery[], signal: AbortSignal) => onClient((client) => client.query(INSERT, parameters(rows)), signal);
 
   /** One bad email refuses the whole batch: insert row by row so only the bad ones are refused. */
-  async function rowByRow(batch: readonly Delivery[]): Promise<Outcome[]> {
+  async function rowByRow(batch: readonly Delivery[], signal: AbortSignal): Promise<Outcome[]> {
     const outcomes: Outcome[] = [];
     for (const [i, delivery] of batch.entries()) {
-      const failure = await insert([delivery]);
+      const failure = await insert([delivery], signal);
       if (!failure) { outcomes.push(DELIVERED); continue; }
       if (failure.kind === 'data') { outcomes.push({ status: 'permanent', reason: failure.reason }); continue; }
       // The server went away meanwhile: the rest wait with it instead of each waiting for a connection.
@@ -85,13 +101,13 @@ export function createPostgresSink(url: string): Sink {
 
   return {
     kind: 'postgres',
-    async deliver(batch) {
+    async deliver(batch, signal) {
       if (batch.length === 0) return [];
-      const failure = (await ensureSchema()) ?? (await insert(batch));
+      const failure = (await ensureSchema(signal)) ?? (await insert(batch, signal));
       if (!failure) return batch.map(() => DELIVERED);
       if (failure.kind === 'retry') return batch.map(() => failure.outcome);
       if (batch.length === 1) return [{ status: 'permanent', reason: failure.reason }];
-      return rowByRow(batch);
+      return rowByRow(batch, signal);
     },
     async check() {
       await pool.query('SELECT 1');
