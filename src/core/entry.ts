@@ -1,8 +1,12 @@
 // The stream entry: the one type producer and worker share, and the contract with any other
 // consumer of the stream. Each entry has two fields: `key` (the idempotency key) and `email`
 // (this JSON). Bump ENTRY_VERSION on any change a consumer could notice, and add, never rename.
+//
+// Version 2 added the blob refs (`raw`, `textRef`, `htmlRef`, `attachments[].ref`). They are there
+// only when the producer runs with a blob store (BLOB_STORE_URL); a ref is `sha256:<hex>`, the
+// content address of an object in that store, written before the entry was appended.
 
-export const ENTRY_VERSION = 1;
+export const ENTRY_VERSION = 2;
 
 /** Field names of a stream entry. */
 export const ENTRY_FIELDS = { key: 'key', email: 'email' } as const;
@@ -12,10 +16,22 @@ export interface Address { name: string; address: string }
 export interface AttachmentMeta {
   filename: string | null;
   contentType: string;
+  /** Decoded size in bytes. */
   size: number;
+  /** Of the decoded content. */
   sha256: string;
   contentId: string | null;
   disposition: string | null;
+  /** The decoded content in the blob store (with a store only). */
+  ref?: string;
+}
+
+/** An object in the blob store. */
+export interface BlobPointer {
+  /** `sha256:<hex>`. */
+  ref: string;
+  size: number;
+  sha256: string;
 }
 
 export interface EmailEntry {
@@ -41,11 +57,18 @@ export interface EmailEntry {
   };
   /** Chosen headers, lower-case names; values as strings (repeated headers joined by newlines). */
   headers: Record<string, string>;
+  /** The plain-text body, cut to INLINE_BODY_BYTES with a store, else MAX_BODY_BYTES (UTF-8). */
   text: string | null;
   textTruncated: boolean;
+  /** The whole text (UTF-8) in the blob store, when it was cut here. */
+  textRef?: string;
   html: string | null;
   htmlTruncated: boolean;
+  /** The whole html (UTF-8) in the blob store, when it was cut here. */
+  htmlRef?: string;
   attachments: AttachmentMeta[];
+  /** The message exactly as the IMAP server sent it (RFC 822), in the blob store. */
+  raw?: BlobPointer;
   /** IMAP INTERNALDATE (ISO 8601). */
   internalDate: string | null;
   flags: string[];

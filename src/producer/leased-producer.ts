@@ -3,14 +3,17 @@
 // producer it holds every lease; started several times (same accounts), the producers split the
 // mailboxes between them and take over those of a producer that stops or dies.
 import type { Config } from '../config/load.ts';
+import { openBlobStore } from '../core/blobs/open-store.ts';
 import { ConfigError } from '../core/errors.ts';
 import type { DaemonContext, RoleParts } from '../core/daemon.ts';
 import { globalKeys } from '../core/keys.ts';
 import type { AccountSettings } from './account.ts';
+import { createBlobHealth } from './blob-health.ts';
 import { LeaseManager, type HeldLease } from './leases.ts';
 import type { MailboxRunner } from './mailbox-runner.ts';
 import { createParsePool, parseThreadCount } from './parse-pool.ts';
 import { accountRunners, checkConnectionBudget, createAccountContext, type AccountRunners } from './producer.ts';
+import { createRedisMemoryWatch } from './redis-memory.ts';
 
 interface Running { lease: HeldLease; runner: MailboxRunner }
 
@@ -28,10 +31,17 @@ export function checkConnectionBudgets(config: Readonly<Config>, accounts: reado
 
 export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly AccountSettings[]): Promise<RoleParts> {
   const { config, redis, metrics, logger } = ctx;
-  const pool = createParsePool(parseThreadCount(config.producer.parseThreads), { maxBodyBytes: config.producer.maxBodyBytes });
+  // The parse threads write the blobs with clients of their own; this one only probes the store.
+  const store = await openBlobStore(config.blobs.store);
+  const blobs = store ? createBlobHealth(store, { metrics, logger }) : undefined;
+  const memory = createRedisMemoryWatch({ redis, metrics, logger, highWatermark: config.producer.redisMemoryHighWatermark });
+  memory.start();
+  const pool = createParsePool(parseThreadCount(config.producer.parseThreads), {
+    maxBodyBytes: config.producer.maxBodyBytes, inlineBodyBytes: config.blobs.inlineBodyBytes, blobStore: config.blobs.store,
+  }, { onBlobWrites: (writes) => blobs?.record(writes) });
   const sets = new Map<string, AccountRunners>();
   for (const account of accounts) {
-    sets.set(account.account, accountRunners(createAccountContext({ config, account, redis, logger, metrics, pool })));
+    sets.set(account.account, accountRunners(createAccountContext({ config, account, redis, logger, metrics, pool, blobs, memory })));
   }
   // Nothing here waits for Redis: a producer started while Redis is away serves /health and a
   // /ready that says why, and gets going when Redis answers (ioredis holds the commands till then).
@@ -67,12 +77,19 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
     },
   });
   void leases.start();
-  logger.info({ producerId: config.leases.producerId, accounts: accounts.map((a) => a.account), mailboxes: accounts.reduce((n, a) => n + a.mailboxes.length, 0), parseThreads: pool.threads }, 'producer running');
+  logger.info({ producerId: config.leases.producerId, accounts: accounts.map((a) => a.account), mailboxes: accounts.reduce((n, a) => n + a.mailboxes.length, 0), parseThreads: pool.threads, blobStore: store ? `${store.kind} ${store.location}` : 'none' }, 'producer running');
 
   const runners = () => [...running.values()];
   // Breakers are per account; with one account they keep their plain names (imap, redis).
-  const breakers = () => Object.fromEntries([...sets].flatMap(([account, set]) =>
-    Object.entries(set.breakers()).map(([name, state]) => [sets.size === 1 ? name : `${name}:${account}`, state])));
+  const breakers = () => ({
+    ...Object.fromEntries([...sets].flatMap(([account, set]) =>
+      Object.entries(set.breakers()).map(([name, state]) => [sets.size === 1 ? name : `${name}:${account}`, state]))),
+    ...(blobs ? { 'blob-store': blobs.status().breaker as string } : {}),
+  });
+  const redisMemory = () => {
+    const last = memory.last();
+    return last && { usedBytes: last.usedBytes, maxBytes: last.maxBytes, highWatermark: memory.highWatermark, aboveWatermark: last.ratio !== null && last.ratio >= memory.highWatermark };
+  };
   const single = accounts.length === 1 ? { account: accounts[0]!.account } : { accounts: accounts.map((a) => a.account) };
   return {
     async ready() {
@@ -80,6 +97,8 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
       for (const [account, set] of sets) {
         if (set.context.appendBreaker?.opened) reasons.push(`redis: circuit breaker open (appends of ${account} failing)`);
       }
+      const blobReason = blobs?.notReadyReason();
+      if (blobReason) reasons.push(blobReason);
       return { ready: reasons.length === 0, reasons };
     },
     async status() {
@@ -88,6 +107,8 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
         producerId: config.leases.producerId,
         liveProducers: leases.liveProducers(),
         breakers: breakers(),
+        blobStore: blobs ? blobs.status() : { kind: 'none' },
+        redisMemory: redisMemory(),
         mailboxes: runners().map((r) => ({ account: r.lease.account, token: r.lease.token, ...r.runner.status() })),
       };
     },
@@ -98,8 +119,10 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
       mailboxes: runners().map((r) => ({ account: r.lease.account, mailbox: r.runner.mailbox, state: r.runner.status().state })),
     }),
     async stop() {
+      memory.stop();
       await leases.stop();
       await pool.close();
+      await store?.close();
     },
   };
 }

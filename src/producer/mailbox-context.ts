@@ -7,6 +7,7 @@ import type { Metrics } from '../core/metrics.ts';
 import type { RedisClient } from '../core/redis.ts';
 import type { AccessTokenSource } from './access-token.ts';
 import type { AccountSettings } from './account.ts';
+import type { BlobHealth } from './blob-health.ts';
 import type { FaultInjector } from './fault-injection.ts';
 import type { ParsePool } from './parse-pool.ts';
 import type { Appender } from './stream-append.ts';
@@ -39,6 +40,8 @@ export interface AccountContext {
   /** Absent in dry-run: nothing is written, so nothing fills up. */
   gate: StreamGate | undefined;
   fault: FaultInjector;
+  /** The blob store's health (absent without a store): batches wait for their blobs through it. */
+  blobs: BlobHealth | undefined;
   settings: SyncSettings;
   /** Dry-run: read the mailbox state, never write it. */
   readOnly: boolean;

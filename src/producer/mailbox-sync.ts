@@ -1,8 +1,11 @@
 // Fetches every message above a UID, in UID order and in batches, and appends each batch in one
 // atomic step. Fetching batch N+1 overlaps parsing (on the parse threads) and appending batch N;
 // at most two batches are in memory, a batch is also cut by size, and large batches do not
-// overlap, so huge messages do not pile up.
+// overlap, so huge messages do not pile up. With a blob store, a batch is appended only once every
+// blob of it is stored; when the store fails, the sync starts over after the last appended UID as
+// soon as the store answers again (the stream gate waits for it).
 import type { FetchMessageObject, ImapFlow } from 'imapflow';
+import { isBlobOutage } from './blob-health.ts';
 import type { FetchMeta } from './email-entry.ts';
 import type { AccountContext } from './mailbox-context.ts';
 import type { OpenedMailbox } from './mailbox-position.ts';
@@ -85,10 +88,16 @@ function metaQuery(gmail: boolean) {
   return { uid: true, flags: true, internalDate: true, size: true, ...(gmail ? { threadId: true, labels: true } : {}) };
 }
 
+/** A parse is awaited with its batch; until then a failure must not count as unhandled. */
+function observed(parse: Promise<PreparedEntry>): Promise<PreparedEntry> {
+  parse.catch(() => undefined);
+  return parse;
+}
+
 async function fetchWhole(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, batch: readonly Listed[], gmail: boolean): Promise<Array<Promise<PreparedEntry>>> {
   const parsing: Array<Promise<PreparedEntry>> = [];
   for await (const msg of client.fetch(uidSet(batch.map((b) => b.uid)), { ...metaQuery(gmail), source: true }, { uid: true })) {
-    if (msg.source) parsing.push(ctx.pool.parse(msg.source, metaOf(ctx, box, msg, gmail)));
+    if (msg.source) parsing.push(observed(ctx.pool.parse(msg.source, metaOf(ctx, box, msg, gmail))));
   }
   return parsing;
 }
@@ -101,14 +110,34 @@ async function streamHuge(ctx: AccountContext, client: ImapFlow, box: OpenedMail
   if (!download.content) return [];
   const parse = ctx.pool.parseStream(metaOf(ctx, box, msg, gmail));
   for await (const chunk of download.content) parse.write(chunk as Buffer);
-  return [parse.end()];
+  return [observed(parse.end())];
+}
+
+/** Every parse of a batch; with a blob store, through its breaker (each parse stores its blobs). */
+function parsed(ctx: AccountContext, parsing: Array<Promise<PreparedEntry>>): Promise<PreparedEntry[]> {
+  return ctx.blobs ? ctx.blobs.guard(() => Promise.all(parsing)) : Promise.all(parsing);
 }
 
 export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, afterUid: number, fencingToken: string, progress: SyncProgress): Promise<SyncResult> {
   const result: SyncResult = { fetched: 0, appended: 0, skipped: 0, lastUid: afterUid };
-  const listed = await listNewUids(client, afterUid);
+  for (;;) {
+    try {
+      await syncFrom(ctx, client, box, result, fencingToken, progress);
+      return result;
+    } catch (err) {
+      // Nothing of the failed batch was appended; the gate holds the next fetch until the store
+      // answers, and the batch is fetched again.
+      if (!isBlobOutage(err) || progress.signal.aborted) throw err;
+      ctx.logger.debug({ mailbox: box.path, lastUid: result.lastUid, err }, 'batch not appended: its blobs were not stored');
+    }
+  }
+}
+
+/** Syncs from `result.lastUid` on, adding to `result` batch by batch. */
+async function syncFrom(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, result: SyncResult, fencingToken: string, progress: SyncProgress): Promise<void> {
+  const listed = await listNewUids(client, result.lastUid);
   progress.onResponse();
-  if (listed.length === 0) return result;
+  if (listed.length === 0) return;
 
   const gmail = client.capabilities.has('X-GM-EXT-1');
   const labels = { account: ctx.keys.account, mailbox: box.path };
@@ -136,7 +165,8 @@ export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: Op
     if (appending) await appending;
     const batchLastUid = batch[batch.length - 1]!.uid;
     inFlight = parsing.length;
-    appending = Promise.all(parsing).then(async (entries) => {
+    appending = parsed(ctx, parsing).then(async (entries) => {
+      ctx.fault.hit('after-blobs');
       entries.sort((a, b) => a.uid - b.uid);
       const endAppend = ctx.metrics.appendDuration.startTimer(labels);
       const done = await ctx.appender.append({ mailbox: box.path, uidValidity: box.uidValidity, lastUid: batchLastUid, entries, fencingToken });
@@ -155,5 +185,4 @@ export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: Op
     appending.catch(() => undefined);
   }
   if (appending) await appending;
-  return result;
 }

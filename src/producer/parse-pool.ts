@@ -1,10 +1,14 @@
 // Parsing, not IMAP, is the producer's bottleneck (mailparser runs ~1-2.5k msg/s on one core),
 // so it runs on worker threads while the main thread keeps fetching and appending. Jobs go to
 // the least-busy thread; a thread that dies is replaced and its jobs fail (the batch is retried).
+// With a blob store the threads also write each message's blobs; a message whose blobs could not
+// be stored fails with BlobStoreUnavailableError, never yields an entry.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { EntryOptions, FetchMeta } from './email-entry.ts';
-import type { ParseJob } from './parse-worker.ts';
+import { BlobStoreUnavailableError } from '../core/errors.ts';
+import type { BlobWrite } from './blob-writes.ts';
+import type { FetchMeta } from './email-entry.ts';
+import type { ParseAnswer, ParseJob, ParseThreadOptions } from './parse-worker.ts';
 import type { PreparedEntry } from './stream-append.ts';
 
 interface Job { resolve: (e: PreparedEntry) => void; reject: (err: Error) => void }
@@ -37,7 +41,17 @@ export function parseThreadCount(setting: number): number {
   return setting > 0 ? setting : Math.max(1, availableParallelism() - 1);
 }
 
-export function createParsePool(threads: number, options: EntryOptions): ParsePool {
+export interface ParsePoolHooks {
+  /** Every blob put of a message, successful or not, once the message is done. */
+  onBlobWrites?(writes: readonly BlobWrite[]): void;
+}
+
+function failure(msg: ParseAnswer): Error {
+  if (msg.code === 'ERR_BLOB_STORE_UNAVAILABLE') return new BlobStoreUnavailableError(msg.error ?? 'blob store unavailable');
+  return new Error(`parse thread: ${msg.error}`);
+}
+
+export function createParsePool(threads: number, options: ParseThreadOptions, hooks: ParsePoolHooks = {}): ParsePool {
   let nextId = 0;
   let closing = false;
   const pool: Thread[] = [];
@@ -47,11 +61,12 @@ export function createParsePool(threads: number, options: EntryOptions): ParsePo
     // the whole producer near 250 MB RSS, with V8's default near 300 MB.
     const worker = new Worker(new URL('./parse-worker.ts', import.meta.url), { workerData: options, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
     const thread: Thread = { worker, jobs: new Map() };
-    thread.worker.on('message', (msg: { id: number; entry?: PreparedEntry; error?: string }) => {
+    thread.worker.on('message', (msg: ParseAnswer) => {
       const job = thread.jobs.get(msg.id);
       thread.jobs.delete(msg.id);
+      if (msg.blobWrites.length > 0) hooks.onBlobWrites?.(msg.blobWrites);
       if (msg.entry) job?.resolve(msg.entry);
-      else job?.reject(new Error(`parse thread: ${msg.error}`));
+      else job?.reject(failure(msg));
     });
     const fail = (err: Error) => {
       for (const job of thread.jobs.values()) job.reject(err);

@@ -10,6 +10,8 @@ import type { RedisClient } from '../core/redis.ts';
 import type { Config } from '../config/load.ts';
 import { createAccessTokenSource } from './access-token.ts';
 import type { AccountSettings } from './account.ts';
+import type { BlobHealth } from './blob-health.ts';
+import type { RedisMemoryWatch } from './redis-memory.ts';
 import { createFaultInjector } from './fault-injection.ts';
 import type { AccountContext } from './mailbox-context.ts';
 import { createImapBreaker, createMailboxRunner, type MailboxRunner, type RunnerOptions } from './mailbox-runner.ts';
@@ -44,6 +46,8 @@ function appendBreaker(inner: Appender, deps: { metrics: Metrics; logger: Logger
 export function createAccountContext(deps: {
   config: Readonly<Config>; account: AccountSettings; redis: RedisClient; logger: Logger; metrics: Metrics; pool: ParsePool;
   appender?: Appender; readOnly?: boolean;
+  /** Shared by every account of the process: one store, one Redis. */
+  blobs?: BlobHealth; memory?: RedisMemoryWatch;
 }): AccountContext {
   const { config, account, redis, metrics } = deps;
   const keys = accountKeys(config.prefix, account.account);
@@ -55,8 +59,9 @@ export function createAccountContext(deps: {
     appender: deps.appender ?? { append: (batch) => breaker!.fire(batch) },
     appendBreaker: breaker,
     tokens: account.auth.kind === 'password' ? undefined : createAccessTokenSource(account.auth, account.user, { logger, metrics }),
-    gate: readOnly ? undefined : createStreamGate({ redis, keys, metrics, logger, maxLen: config.producer.streamMaxLen, maxLag: config.producer.maxConsumerLag }),
+    gate: readOnly ? undefined : createStreamGate({ redis, keys, metrics, logger, maxLen: config.producer.streamMaxLen, maxLag: config.producer.maxConsumerLag, blobs: deps.blobs, memory: deps.memory }),
     fault: createFaultInjector(config.producer.faultInjection),
+    blobs: deps.blobs,
     settings: syncSettings(config),
     readOnly,
   };

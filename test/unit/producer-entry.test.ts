@@ -6,7 +6,7 @@ import { buildEntry, EntryBuilder, idempotencyKey, type FetchMeta } from '../../
 import { findStructuralProblems, rawHeaderValue } from '../../src/producer/raw-headers.ts';
 import { cutBatches, uidSet } from '../../src/producer/mailbox-sync.ts';
 import { generateCorpus, makeMail, mulberry32 } from '../helpers/corpus.ts';
-import type { EmailEntry } from '../../src/core/entry.ts';
+import { ENTRY_VERSION, type EmailEntry } from '../../src/core/entry.ts';
 
 const META: FetchMeta = { account: 'a@example.com', mailbox: 'INBOX', uidValidity: '7', uid: 3, internalDate: '2026-01-02T03:04:05.000Z', flags: ['\\Seen'], size: 10 };
 
@@ -35,7 +35,7 @@ describe('buildEntry', () => {
   it('maps a message with attachments to the contract, content kept out', async () => {
     const mail = makeMail('attachment', 1, mulberry32(5));
     const entry = await entryOf(mail.raw);
-    expect(entry).toMatchObject({ v: 1, key: mail.messageId, keySource: 'message-id', account: 'a@example.com', mailbox: 'INBOX', uidValidity: '7', uid: 3, messageId: mail.messageId, flags: ['\\Seen'], internalDate: META.internalDate });
+    expect(entry).toMatchObject({ v: ENTRY_VERSION, key: mail.messageId, keySource: 'message-id', account: 'a@example.com', mailbox: 'INBOX', uidValidity: '7', uid: 3, messageId: mail.messageId, flags: ['\\Seen'], internalDate: META.internalDate });
     expect(entry.envelope.subject).toBe(mail.subject);
     expect(entry.envelope.from[0]!.address).toMatch(/@example\.org$/);
     expect(entry.headers['message-id']).toBe(`<${mail.messageId}>`);
@@ -43,6 +43,7 @@ describe('buildEntry', () => {
     for (const a of entry.attachments) {
       expect(a.sha256).toMatch(/^[0-9a-f]{64}$/);
       expect(a).not.toHaveProperty('content');
+      expect(a).not.toHaveProperty('ref');
     }
     expect(entry.parseError).toBeUndefined();
   });
