@@ -111,3 +111,26 @@ it('entries read ahead behind a batch that turned slow are not taken for orphans
     await sink.close();
   }
 });
+
+it('entries a dead worker left behind are delivered in batches, not one at a time, each once', async () => {
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const k = accountKeys(prefix, ACCOUNT);
+  const keys = await appendEmails(redis, prefix, ACCOUNT, 400, 2000);
+  // A worker that read everything and died before delivering any of it.
+  await redis.xgroup('CREATE', k.stream, 'workers', '0', 'MKSTREAM');
+  await redis.xreadgroup('GROUP', 'workers', 'dead', 'COUNT', 400, 'STREAMS', k.stream, '>');
+  const port = await freePort();
+  const worker = startDaemon(['worker'], {
+    REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT, SINK_URL: receiver.url, HTTP_PORT: String(port),
+    READ_BLOCK_MS: '200', READ_BATCH_SIZE: '50', CLAIM_IDLE_MS: '300', CLAIM_INTERVAL_MS: '200', CONSUMER_NAME: 'heir',
+  });
+  await eventually(() => keys.every((key) => receiver.accepted.includes(key)), { what: 'the dead worker\'s entries delivered' });
+  await eventually(async () => (await redis.xpending(k.stream, 'workers'))[0] === 0, { what: 'nothing pending' });
+  expect(receiver.accepted.filter((key) => keys.includes(key))).toHaveLength(400);
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const calls = Number(/^mailstream_delivery_batch_size_count\{sink="webhook"\} (\d+)/m.exec(metrics)?.[1]);
+  // 400 entries claimed 50 at a time: about 8 sink calls; one at a time would be 400.
+  expect(calls).toBeLessThanOrEqual(40);
+  expect(await redis.hlen(k.group('workers').handouts)).toBe(0);
+  expect(await worker.stop()).toBe(0);
+});
