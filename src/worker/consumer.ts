@@ -148,7 +148,8 @@ export class AccountConsumer {
     }
     if (Date.now() >= this.nextClaimAt) {
       this.nextClaimAt = Date.now() + settings.claimIntervalMs;
-      await this.claimOrphans();
+      // A full claim means a dead worker left more behind: go on at batch speed, not per interval.
+      if (await this.claimOrphans()) this.nextClaimAt = 0;
     }
     await sleep(Math.max(1, Math.min(RETRY_TICK_MS, this.retryCheckAt - Date.now())), stopping);
   }
@@ -169,9 +170,11 @@ export class AccountConsumer {
     await this.o.deliverer.recover(this.o.ops, parsed.entries);
   }
 
-  private async claimOrphans(): Promise<void> {
+  /** Returns whether a whole batch was claimed (more may be waiting). */
+  private async claimOrphans(): Promise<boolean> {
     const { ops, settings, metrics, logger } = this.o;
-    const claimed = (await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize)).filter(([id]) => !this.o.deliverer.inHand.has(this.account, id));
+    const found = await ops.claimOrphans(settings.claimIdleMs, settings.readBatchSize);
+    const claimed = found.filter(([id]) => !this.o.deliverer.inHand.has(this.account, id));
     if (claimed.length > 0) {
       metrics.orphansClaimed.inc(claimed.length);
       // A high delivery count means these entries were handed out again and again without an
@@ -186,5 +189,6 @@ export class AccountConsumer {
       metrics.consumersRemoved.inc(removed.length);
       logger.info({ account: this.account, consumers: removed }, 'removed dead consumers with nothing pending');
     }
+    return found.length === settings.readBatchSize;
   }
 }
