@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { EXIT } from '../core/errors.ts';
 import { registerAuth } from './auth.ts';
 import { registerBackup, registerRestore } from './backup.ts';
+import { registerBlob } from './blob.ts';
 import { registerDemo } from './demo.ts';
 import { registerDlq } from './dlq.ts';
 import { registerLoadtest } from './loadtest.ts';
@@ -24,7 +25,7 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const register of [
     registerProducer, registerWorker, registerAuth, registerStatus, registerDlq, registerMailbox,
-    registerBackup, registerRestore, registerDemo, registerLoadtest,
+    registerBackup, registerRestore, registerBlob, registerDemo, registerLoadtest,
   ]) {
     register(program);
   }

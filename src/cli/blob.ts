@@ -1,0 +1,114 @@
+// `mailstream blob get|stat|gc`: the blob store BLOB_STORE_URL names (raw messages, attachments,
+// long bodies the entries point at with `sha256:<hex>` refs).
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Command } from 'commander';
+import type { Config } from '../config/load.ts';
+import type { BlobStore } from '../core/blobs/blob-store.ts';
+import { ConfigError, UsageError } from '../core/errors.ts';
+import { action, commandContext, ExitRequest } from './run-command.ts';
+
+async function openStore(config: Readonly<Config>): Promise<BlobStore> {
+  const { openBlobStore } = await import('../core/blobs/open-store.ts');
+  const store = await openBlobStore(config.blobs.store);
+  if (!store) throw new ConfigError('BLOB_STORE_URL', 'is none: there is no blob store to read (set it to the producer\'s file:// or s3:// URL)');
+  return store;
+}
+
+async function checkedRef(ref: string): Promise<string> {
+  const { isRef } = await import('../core/blobs/blob-ref.ts');
+  if (!isRef(ref)) throw new UsageError(`not a blob ref: ${ref} (expected sha256:<64 hex digits>, as in an entry's raw.ref, textRef, htmlRef or attachments[].ref)`);
+  return ref;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+export function registerBlob(program: Command): void {
+  const blob = program.command('blob').description('the blob store: raw messages, attachments and long bodies that entries refer to');
+
+  blob.command('get <ref>').description('write one blob to stdout or a file, checking its sha256')
+    .option('-o, --output <file>', 'write to this file instead of stdout')
+    .action(action(async (ref: string, opts: { output?: string }, command: Command) => {
+      await checkedRef(ref);
+      const { config } = commandContext(command, 'admin');
+      const store = await openStore(config);
+      try {
+        const source = await store.open(ref);
+        const hash = createHash('sha256');
+        source.on('data', (chunk: Buffer) => hash.update(chunk));
+        const target = opts.output ? createWriteStream(opts.output, { mode: 0o600 }) : new Writable({
+          write(chunk, _encoding, done) { if (process.stdout.write(chunk)) done(); else process.stdout.once('drain', () => done()); },
+        });
+        await pipeline(source, target);
+        // Content-addressed: what came back must hash to its own name.
+        const sha = hash.digest('hex');
+        if (`sha256:${sha}` !== ref) {
+          if (opts.output) await rm(opts.output, { force: true });
+          throw new ExitRequest(1, `mailstream: blob ${ref} in ${store.location} is damaged: its content hashes to sha256:${sha}`);
+        }
+      } finally {
+        await store.close();
+      }
+    }));
+
+  blob.command('stat [ref]').description('one blob (size, time, path), or without a ref the whole store (objects, bytes)')
+    .option('--json', 'print JSON')
+    .option('--presign <seconds>', 'S3: add a presigned GET URL valid this long')
+    .action(action(async (ref: string | undefined, opts: { json?: boolean; presign?: string }, command: Command) => {
+      if (ref !== undefined) await checkedRef(ref);
+      const presign = opts.presign === undefined ? undefined : Number(opts.presign);
+      if (presign !== undefined && (!Number.isInteger(presign) || presign < 1 || presign > 604_800)) throw new UsageError('--presign expects seconds between 1 and 604800 (7 days)');
+      const { config } = commandContext(command, 'admin');
+      const store = await openStore(config);
+      const { statObject, summarizeStore } = await import('../ops/blob-stat.ts');
+      try {
+        if (ref !== undefined) {
+          if (presign !== undefined && !store.presignGet) throw new UsageError('--presign needs an s3:// store');
+          const stat = await statObject(store, ref, presign);
+          process.stdout.write(opts.json ? `${JSON.stringify(stat, null, 2)}\n`
+            : `${stat.ref}\n  size ${stat.size} bytes, written ${stat.modifiedAt}\n  ${stat.location.replace(/\/$/, '')}/${stat.path}\n${stat.url ? `  ${stat.url}\n` : ''}`);
+          return;
+        }
+        const summary = await summarizeStore(store);
+        process.stdout.write(opts.json ? `${JSON.stringify(summary, null, 2)}\n`
+          : `${summary.kind} store ${summary.location}\n  ${summary.objects} objects, ${summary.bytes} bytes (${mib(summary.bytes)})${summary.oldest ? `, written ${summary.oldest} .. ${summary.newest}` : ''}\n`);
+      } finally {
+        await store.close();
+      }
+    }));
+
+  blob.command('gc').description('file store: remove blobs older than --older-than that no stream or DLQ entry refers to')
+    .requiredOption('--older-than <age>', 'minimum age since the blob was last written, e.g. 30d, 12h (at least 1h)')
+    .option('--dry-run', 'report what would be removed, remove nothing')
+    .option('--json', 'print the report as JSON')
+    .action(action(async (opts: { olderThan: string; dryRun?: boolean; json?: boolean }, command: Command) => {
+      const { parseAge, collectGarbage } = await import('../ops/blob-gc.ts');
+      parseAge(opts.olderThan);
+      const { config } = commandContext(command, 'admin');
+      const store = await openStore(config);
+      const { FileBlobStore } = await import('../core/blobs/file-store.ts');
+      if (!(store instanceof FileBlobStore)) {
+        await store.close();
+        throw new UsageError(`blob gc is for the file store; for ${store.location} let a lifecycle rule of the bucket expire objects (runbooks/blob-store.md)`);
+      }
+      const { connectAdminRedis, closeRedis } = await import('../ops/admin-redis.ts');
+      const redis = await connectAdminRedis(config, 'mailstream:blob-gc');
+      try {
+        const report = await collectGarbage({ store, redis, prefix: config.prefix, olderThan: opts.olderThan, dryRun: opts.dryRun ?? false });
+        if (opts.json) { process.stdout.write(`${JSON.stringify(report, null, 2)}\n`); return; }
+        const verb = report.dryRun ? 'would remove' : 'removed';
+        process.stdout.write(`${report.store}: ${report.objects} objects, ${report.old} not written for ${report.olderThan} (before ${report.cutoff})\n`
+          + `  ${report.keptReferenced} of those kept: still referenced by the ${report.entriesScanned} stream and DLQ entries of ${report.accounts.length} account(s)\n`
+          + (report.keptRefreshed ? `  ${report.keptRefreshed} kept: written again while gc ran\n` : '')
+          + `  ${verb} ${report.removed} (${mib(report.removedBytes)}), and ${report.temporaryRemoved} temporary file(s) left by interrupted writes\n`);
+      } finally {
+        await closeRedis(redis);
+        await store.close();
+      }
+    }));
+}

@@ -1,0 +1,50 @@
+// `mailstream blob stat`: one object (size, time, where it lives) or, without a ref, the whole
+// store (objects, bytes, oldest and newest write). A walk of the whole store lists every object:
+// on a large bucket it takes a while.
+import type { BlobStore } from '../core/blobs/blob-store.ts';
+import { objectPath } from '../core/blobs/blob-ref.ts';
+import { BlobNotFoundError } from '../core/errors.ts';
+
+export interface StoreSummary {
+  kind: BlobStore['kind'];
+  location: string;
+  objects: number;
+  bytes: number;
+  oldest: string | null;
+  newest: string | null;
+}
+
+export interface ObjectStat {
+  ref: string;
+  size: number;
+  modifiedAt: string;
+  /** The file's path or the object's key below the store's location. */
+  path: string;
+  location: string;
+  /** A presigned GET URL (S3, with --presign). */
+  url?: string;
+}
+
+export async function summarizeStore(store: BlobStore): Promise<StoreSummary> {
+  const summary: StoreSummary = { kind: store.kind, location: store.location, objects: 0, bytes: 0, oldest: null, newest: null };
+  let oldest = Infinity;
+  let newest = -Infinity;
+  for await (const blob of store.list()) {
+    summary.objects += 1;
+    summary.bytes += blob.size;
+    oldest = Math.min(oldest, blob.modifiedAt.getTime());
+    newest = Math.max(newest, blob.modifiedAt.getTime());
+  }
+  if (summary.objects > 0) {
+    summary.oldest = new Date(oldest).toISOString();
+    summary.newest = new Date(newest).toISOString();
+  }
+  return summary;
+}
+
+export async function statObject(store: BlobStore, ref: string, presignSeconds?: number): Promise<ObjectStat> {
+  const stat = await store.stat(ref);
+  if (!stat) throw new BlobNotFoundError(ref, store.location);
+  const url = presignSeconds !== undefined && store.presignGet ? await store.presignGet(ref, presignSeconds) : undefined;
+  return { ref, size: stat.size, modifiedAt: stat.modifiedAt.toISOString(), path: objectPath(ref), location: store.location, ...(url ? { url } : {}) };
+}
