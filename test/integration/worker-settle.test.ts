@@ -154,3 +154,42 @@ it('after a kill -9 of Redis mid-batch (AOF everysec), repeats are only entries 
   expect(await redis.xlen(keys.dlq)).toBe(all.filter(isPoison).length);
   for (const { daemon } of workers) expect(await daemon.stop()).toBe(0);
 });
+
+it('on SIGTERM while Redis refuses writes, records what it holds once Redis takes writes again within SHUTDOWN_TIMEOUT_MS, then exits 0', async () => {
+  redisServer = await startTestRedis();
+  redis = redisServer.client();
+  const r = await startWebhookReceiver(() => ({ status: 200, delayMs: 3 }));
+  receiver = r;
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const keys = accountKeys(prefix, ACCOUNT);
+  const all = await appendEmails(redis, prefix, ACCOUNT, 400);
+  const port = await freePort();
+  const worker = startDaemon(['worker'], {
+    ...redisServer.env, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT, SINK_URL: r.url, HTTP_PORT: String(port),
+    READ_BLOCK_MS: '200', READ_BATCH_SIZE: '50', SHUTDOWN_TIMEOUT_MS: '20000',
+  });
+  await eventually(() => r.accepted.length >= 50, { what: 'some delivered' });
+  for (const node of masters(redis)) {
+    await node.config('SET', 'maxmemory-policy', 'noeviction');
+    await node.config('SET', 'maxmemory', String(Math.floor((await usedMemory(node)) / 2)));
+  }
+  await eventually(async () => (await metric(port, 'mailstream_settle_blocked')) === 1, { what: 'outcomes held' });
+  const held = await metric(port, 'mailstream_unsettled_outcomes');
+  expect(held).toBeGreaterThan(0);
+  const stopped = worker.stop();
+  await worker.waitForLog((l) => l.msg === 'shutting down', 'shutdown begun');
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  for (const node of masters(redis)) await node.config('SET', 'maxmemory', '0');
+  expect(await stopped).toBe(0);
+  // Everything the webhook took is acknowledged; what stays pending (read ahead, never sent) is
+  // only what it never got, left for another worker.
+  const pending = (await redis.xpending(keys.stream, 'workers', '-', '+', 1000)) as Array<[string, string, number, number]>;
+  const delivered = new Set(r.accepted);
+  for (const [id] of pending) {
+    const [entry] = await redis.xrange(keys.stream, id, id);
+    expect(delivered.has(entry![1][entry![1].indexOf('key') + 1]!)).toBe(false);
+  }
+  expect(delivered.size).toBe(r.accepted.length);
+  expect(all).toEqual(expect.arrayContaining([...delivered]));
+  expect(worker.logs().some((l) => l.msg.startsWith('outcomes not recorded'))).toBe(false);
+});
