@@ -65,6 +65,10 @@ export interface Config {
     ingestedRetentionMs: number;
     reconnectBaseMs: number;
     reconnectMaxMs: number;
+    /** Waits after the IMAP server throttles us or a quota is used up. */
+    throttledWaitMs: number;
+    throttledMaxWaitMs: number;
+    overQuotaWaitMs: number;
     faultInjection: string | undefined;
     /** Share of Redis maxmemory at which fetching pauses. */
     redisMemoryHighWatermark: number;
@@ -220,6 +224,9 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
       ingestedRetentionMs: num('INGESTED_RETENTION_DAYS') * 86_400_000,
       reconnectBaseMs: num('RECONNECT_BASE_MS'),
       reconnectMaxMs: num('RECONNECT_MAX_MS'),
+      throttledWaitMs: num('IMAP_THROTTLED_WAIT_MS'),
+      throttledMaxWaitMs: num('IMAP_THROTTLED_MAX_WAIT_MS'),
+      overQuotaWaitMs: num('IMAP_OVER_QUOTA_WAIT_MS'),
       faultInjection: str('FAULT_INJECTION'),
       redisMemoryHighWatermark: num('REDIS_MEMORY_HIGH_WATERMARK'),
     },

@@ -93,6 +93,9 @@ export const SETTINGS = {
   INGESTED_RETENTION_DAYS: { schema: int(1, 3650), default: '90', doc: 'how long the producer remembers ingested keys, to skip them on re-sync' },
   RECONNECT_BASE_MS: { schema: int(10, 10 * MINUTE), default: '1000', doc: 'first wait before the producer reconnects to IMAP after a failure; doubles each failure, with jitter' },
   RECONNECT_MAX_MS: { schema: int(10, 60 * MINUTE), default: String(5 * MINUTE), doc: 'longest wait between IMAP reconnect attempts' },
+  IMAP_THROTTLED_WAIT_MS: { schema: int(10, 60 * MINUTE), default: String(MINUTE), doc: 'first wait after the server throttles us ([THROTTLED], [ALERT] such as Gmail\'s "Too many simultaneous connections"); doubles with each refusal in a row, with jitter' },
+  IMAP_THROTTLED_MAX_WAIT_MS: { schema: int(10, 24 * 60 * MINUTE), default: String(30 * MINUTE), doc: 'longest wait between logins while the server keeps throttling us' },
+  IMAP_OVER_QUOTA_WAIT_MS: { schema: int(10, 24 * 60 * MINUTE), default: String(60 * MINUTE), doc: 'wait after an [OVERQUOTA] answer (Gmail\'s daily download or bandwidth limit) before the next try' },
   FAULT_INJECTION: { schema: z.string().regex(/^(after-fetch|after-blobs|after-append)(:\d+)?$/, 'expected after-fetch, after-blobs or after-append, optionally :N (the Nth batch)'), doc: 'testing only: crash the process (SIGKILL) at a named point of the producer: after-fetch, after-blobs (blobs written, entries not appended), after-append, with :N the Nth batch' },
   REDIS_MEMORY_HIGH_WATERMARK: { schema: fraction, default: '0.8', doc: 'the producer pauses fetching while Redis used_memory is at or above this share of maxmemory (never when maxmemory is 0)' },
 

@@ -24,6 +24,9 @@ export interface SyncSettings {
   uidValidityMarginMs: number;
   reconnectBaseMs: number;
   reconnectMaxMs: number;
+  throttledWaitMs: number;
+  throttledMaxWaitMs: number;
+  overQuotaWaitMs: number;
 }
 
 export interface AccountContext {

@@ -1,18 +1,24 @@
 // One mailbox, one IMAP connection, one loop: connect, settle the position, sync, wait for new
-// mail, repeat; on any failure close, back off (capped, jittered) and start over from the state in
-// Redis, which is always consistent with the stream. Runners start and stop individually, so a
-// scale-out coordinator can run exactly the mailboxes whose leases it holds.
+// mail, repeat; on any failure close, wait as long as that kind of failure asks (reconnect-wait.ts:
+// a short backoff for a dropped connection, a long one when the server throttles us, an hour when
+// a quota is used up) and start over from the state in Redis, which is always consistent with the
+// stream. Runners start and stop individually, so a scale-out coordinator can run exactly the
+// mailboxes whose leases it holds.
 import type { ImapFlow } from 'imapflow';
-import { Backoff, sleep } from '../core/backoff.ts';
+import { sleep } from '../core/backoff.ts';
 import { createBreaker, type Breaker } from '../core/breaker.ts';
-import { AuthError, LeaseLostError, StaleUidValidityError } from '../core/errors.ts';
-import { connectImap } from './imap-connect.ts';
+import { DependencyError, errorKind, LeaseLostError, type ErrorKind } from '../core/errors.ts';
+import { connectImap, openConnections, serverAnswer } from './imap-connect.ts';
+import { FailureStreak } from './reconnect-wait.ts';
 import type { AccountContext } from './mailbox-context.ts';
 import { settlePosition, type OpenedMailbox } from './mailbox-position.ts';
 import { syncNewMail } from './mailbox-sync.ts';
 import { useIdle, waitForNewMail } from './mailbox-watch.ts';
 
-export type RunnerState = 'starting' | 'connecting' | 'syncing' | 'idle' | 'polling' | 'paused' | 'reconnecting' | 'auth-failed' | 'lease-lost' | 'stopped';
+export type RunnerState = 'starting' | 'connecting' | 'syncing' | 'idle' | 'polling' | 'paused' | 'reconnecting' | 'auth-failed' | 'throttled' | 'over-quota' | 'lease-lost' | 'stopped';
+
+/** States a failed login leaves behind until a login succeeds: /status and /ready keep naming the refusal. */
+const FAILED_STATES: ReadonlySet<RunnerState> = new Set(['reconnecting', 'auth-failed', 'throttled', 'over-quota']);
 
 export interface MailboxStatus {
   mailbox: string;
@@ -23,6 +29,8 @@ export interface MailboxStatus {
   lastPollAt: number | null;
   lastImapResponseAt: number | null;
   lastError: string | null;
+  /** When the next login is due after a failure (ms since the epoch), null while connected. */
+  retryAt: number | null;
   paused: string | null;
   reconnects: number;
 }
@@ -51,18 +59,35 @@ export type ImapBreaker = Breaker<[() => Promise<ImapFlow>], ImapFlow>;
 /** One breaker per account around logins: while the server keeps failing, runners wait it out. */
 export function createImapBreaker(ctx: AccountContext): ImapBreaker {
   return createBreaker('imap', (connect: () => Promise<ImapFlow>) => connect(), { metrics: ctx.metrics, logger: ctx.logger, account: ctx.keys.account },
-    { isNeutral: (err) => err instanceof AuthError, resetTimeoutMs: 30_000 });
+    { isNeutral: (err) => REFUSALS.has(errorKind(err)), resetTimeoutMs: 30_000 });
 }
+
+/** The server answered, and said no for a reason of its own: the runner waits as the kind asks, the breaker stays out of it. */
+const REFUSALS: ReadonlySet<ErrorKind> = new Set(['imap-auth', 'imap-throttled', 'imap-over-quota']);
+
+/** The kind of a failure that ended a session: anything unknown to the error table is the connection's. */
+function sessionFailureKind(err: unknown): ErrorKind {
+  const kind = errorKind(err);
+  return kind === 'unknown' ? 'imap-connection' : kind;
+}
+
+/** The metric label of a session failure: `auth`, `throttled`, `over-quota`, `connection`, `uidvalidity`, `breaker-open`, or a Redis kind. */
+function failureLabel(err: unknown, kind: ErrorKind): string {
+  if ((err as { code?: string }).code === 'EOPENBREAKER') return 'breaker-open';
+  return kind.replace(/^imap-/, '');
+}
+
+const STATE_OF: Partial<Record<ErrorKind, RunnerState>> = { 'imap-auth': 'auth-failed', 'imap-throttled': 'throttled', 'imap-over-quota': 'over-quota' };
 
 export function createMailboxRunner(ctx: AccountContext, mailbox: string, options: RunnerOptions = {}): MailboxRunner {
   const log = ctx.logger.child({ mailbox });
   const labels = { account: ctx.keys.account, mailbox };
   const token = options.fencingToken ?? '';
   const stopper = new AbortController();
-  const backoff = new Backoff({ baseMs: ctx.settings.reconnectBaseMs, maxMs: ctx.settings.reconnectMaxMs, jitter: 0.3 });
+  const streak = new FailureStreak(ctx.settings);
   const status: MailboxStatus = {
     mailbox, state: 'starting', connected: false, uidValidity: null, lastUid: null, lastPollAt: null,
-    lastImapResponseAt: null, lastError: null, paused: null, reconnects: 0,
+    lastImapResponseAt: null, lastError: null, retryAt: null, paused: null, reconnects: 0,
   };
   let loop: Promise<void> | undefined;
   let client: ImapFlow | undefined;
@@ -71,6 +96,10 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
   ctx.metrics.imapConnected.set(labels, 0);
   ctx.metrics.imapReconnects.inc(labels, 0);
   ctx.metrics.uidValidityChanges.inc(labels, 0);
+  const refused = (kind: ErrorKind | undefined) => {
+    for (const k of ['imap-throttled', 'imap-over-quota'] as const) ctx.metrics.imapRefused.set({ ...labels, kind: k.slice('imap-'.length) }, k === kind ? 1 : 0);
+  };
+  refused(undefined);
 
   const publish = () => {
     if (ctx.readOnly) return;
@@ -107,9 +136,11 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
   async function session(): Promise<void> {
     // A retry keeps the state of the failure (`auth-failed`, `reconnecting`: /status and /ready
     // say why) until a login succeeds; `connecting` is the first attempt only.
-    if (status.state !== 'auth-failed' && status.state !== 'reconnecting') setState('connecting');
+    if (!FAILED_STATES.has(status.state)) setState('connecting');
     client = await connect();
     const conn = client;
+    status.retryAt = null;
+    refused(undefined);
     let newMail: () => void = () => undefined;
     let pendingMail = false;
     conn.on('exists', () => { pendingMail = true; newMail(); });
@@ -133,7 +164,7 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
       const synced = await syncNewMail(ctx, conn, box, from, token, {
         signal: stopper.signal,
         onResponse: responded,
-        onBatch: (lastUid) => { status.lastUid = lastUid; backoff.reset(); },
+        onBatch: (lastUid) => { status.lastUid = lastUid; streak.reset(); },
         onPause: (reason) => { status.paused = reason; setState(reason ? 'paused' : 'syncing'); },
       });
       if (via === 'start') log.info({ lastUid: synced.lastUid, appended: synced.appended, waitingBy: idleMode ? 'idle' : 'poll' }, 'mailbox in sync: waiting for new mail');
@@ -143,7 +174,7 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
       if (!ctx.readOnly) await ctx.redis.hset(ctx.keys.mailbox(mailbox), 'lastPollAt', status.lastPollAt);
       status.lastError = null;
       lastLoggedError = '';
-      backoff.reset();
+      streak.reset();
       setState(idleMode ? 'idle' : 'polling');
       publish();
       if (stopper.signal.aborted) break;
@@ -151,29 +182,39 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
       const wake = new Promise<void>((resolve) => { newMail = resolve; });
       const reason = await waitForNewMail(conn, mailbox, ctx.settings, { newMail: wake, closed, stop: stopper.signal });
       responded();
-      if (reason === 'closed') throw new Error('IMAP connection closed by the server');
+      if (reason === 'closed') throw new DependencyError('imap-connection', 'IMAP connection closed by the server');
       via = !idleMode ? 'poll' : reason === 'new-mail' ? 'idle' : 'recheck';
     }
     // Ending without a stop means the connection went away: back off like any other failure.
-    if (!stopper.signal.aborted) throw new Error('IMAP connection closed by the server');
+    if (!stopper.signal.aborted) throw new DependencyError('imap-connection', 'IMAP connection closed by the server');
   }
 
-  function failed(err: unknown): void {
-    const message = (err as Error).message;
+  /** Records a failed session and returns how long to wait before the next login. */
+  function failed(err: unknown): number {
+    const kind = sessionFailureKind(err);
+    // imapflow's refusals say "Command failed": the server's own answer is what helps.
+    const message = typeof (err as { responseStatus?: unknown }).responseStatus === 'string' ? `IMAP server answered ${serverAnswer(err)}` : (err as Error).message;
+    const wait = streak.next(kind);
     status.lastError = message;
     status.connected = false;
+    status.retryAt = Date.now() + wait;
     ctx.metrics.imapConnected.set(labels, 0);
-    const kind = err instanceof AuthError ? 'auth' : err instanceof StaleUidValidityError ? 'uidvalidity' : (err as { code?: string }).code === 'EOPENBREAKER' ? 'breaker-open' : 'connection';
-    ctx.metrics.imapErrors.inc({ ...labels, kind });
-    setState(err instanceof AuthError ? 'auth-failed' : 'reconnecting');
+    const label = failureLabel(err, kind);
+    ctx.metrics.imapErrors.inc({ ...labels, kind: label });
+    refused(kind);
+    setState(STATE_OF[kind] ?? 'reconnecting');
+    const detail = { err, kind: label, attempt: streak.attempts, waitMs: wait, retryAt: new Date(status.retryAt).toISOString(), ...(kind === 'imap-throttled' ? { openConnections: openConnections(ctx.account) } : {}) };
     // One clear line per distinct problem; repeats while it lasts are debug noise.
     if (message !== lastLoggedError) {
       lastLoggedError = message;
-      const level = err instanceof AuthError ? 'error' : 'warn';
-      log[level]({ err, kind, attempt: backoff.attempts + 1 }, err instanceof AuthError ? 'authentication failed: retrying with backoff' : 'mailbox connection failed: reconnecting with backoff');
+      if (kind === 'imap-auth') log.error(detail, 'authentication failed: retrying with backoff');
+      else if (kind === 'imap-throttled') log.warn(detail, 'IMAP server throttles this account: waiting longer before the next login');
+      else if (kind === 'imap-over-quota') log.warn(detail, 'IMAP quota used up (bandwidth or download limit): waiting before the next login');
+      else log.warn(detail, 'mailbox connection failed: reconnecting with backoff');
     } else {
-      log.debug({ kind, attempt: backoff.attempts + 1 }, 'still failing');
+      log.debug({ kind: label, attempt: streak.attempts, waitMs: wait }, 'still failing');
     }
+    return wait;
   }
 
   async function run(): Promise<void> {
@@ -190,9 +231,7 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
           stopper.abort();
           options.onLeaseLost?.(mailbox);
         } else if (!stopper.signal.aborted) {
-          failed(err);
-          // A UIDVALIDITY change mid-batch is news, not an outage: settle again at once.
-          wait = err instanceof StaleUidValidityError ? 0 : backoff.next();
+          wait = failed(err);
         }
       } finally {
         const done = client;
@@ -224,6 +263,9 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
     notReadyReason(now = Date.now()) {
       if (status.state === 'stopped' || status.state === 'lease-lost') return undefined;
       if (status.state === 'auth-failed') return `imap ${mailbox}: authentication failed: ${status.lastError}`;
+      const next = status.retryAt ? `; next login at ${new Date(status.retryAt).toISOString()}` : '';
+      if (status.state === 'throttled') return `imap ${mailbox}: throttled by the server: ${status.lastError}${next}`;
+      if (status.state === 'over-quota') return `imap ${mailbox}: over quota (bandwidth or download limit): ${status.lastError}${next}`;
       if (options.imapBreaker?.opened) return `imap ${mailbox}: circuit breaker open`;
       if (!status.connected) return `imap ${mailbox}: not logged in${status.lastError ? ` (${status.lastError})` : ''}`;
       const silentFor = now - (status.lastImapResponseAt ?? now);

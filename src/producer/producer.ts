@@ -34,6 +34,9 @@ export function syncSettings(config: Readonly<Config>): AccountContext['settings
     uidValidityMarginMs: producer.uidValidityMarginMs,
     reconnectBaseMs: producer.reconnectBaseMs,
     reconnectMaxMs: producer.reconnectMaxMs,
+    throttledWaitMs: producer.throttledWaitMs,
+    throttledMaxWaitMs: producer.throttledMaxWaitMs,
+    overQuotaWaitMs: producer.overQuotaWaitMs,
   };
 }
 
