@@ -151,6 +151,8 @@ export class AccountConsumer {
       // A full claim means a dead worker left more behind: go on at batch speed, not per interval.
       if (await this.claimOrphans()) this.nextClaimAt = 0;
     }
+    // More orphans are waiting (a full claim): straight on, no tick.
+    if (this.nextClaimAt === 0) return;
     await sleep(Math.max(1, Math.min(RETRY_TICK_MS, this.retryCheckAt - Date.now())), stopping);
   }
 
@@ -183,12 +185,14 @@ export class AccountConsumer {
       logger.info({ account: this.account, count: claimed.length, maxDeliveries }, 'claimed orphaned entries');
       await this.recover(claimed.map(([id, fields]) => [id, fields] as RawEntry));
     }
+    const full = found.length === settings.readBatchSize;
+    if (full) return true;
     // A live worker reads at least every READ_BLOCK_MS, so one idle for many of those is gone.
     const removed = await ops.removeDeadConsumers(Math.max(settings.claimIdleMs, 10 * settings.readBlockMs));
     if (removed.length > 0) {
       metrics.consumersRemoved.inc(removed.length);
       logger.info({ account: this.account, consumers: removed }, 'removed dead consumers with nothing pending');
     }
-    return found.length === settings.readBatchSize;
+    return false;
   }
 }

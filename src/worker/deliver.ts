@@ -146,11 +146,13 @@ export class Deliverer {
     }
     if (unfinished.deadLetters.length > 0) await this.settle(ops, unfinished, entries.filter((e) => unfinished.deadLetters.some((d) => d.id === e.id)));
     await this.process(ops, firstTime, records);
+    if (alone.length === 0) return;
     for (const entry of alone) {
       await this.o.settler.idle();
       if (this.o.stopping.aborted) return;
       await this.process(ops, [entry], records);
     }
+    // The last one alone is recorded too before anything else is taken up.
     await this.o.settler.idle();
   }
 

@@ -43,7 +43,8 @@ it('delivers everything despite failing attempts, counting attempts and spacing 
   const port = await freePort();
   const worker = startDaemon(['worker'], {
     REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT, SINK_URL: receiver.url, HTTP_PORT: String(port),
-    MAX_ATTEMPTS: '5', RETRY_BASE_MS: '600', READ_BLOCK_MS: '500',
+    // Small batches: a retry is timed from the batch's answer, so a long batch would blur the gaps.
+    MAX_ATTEMPTS: '5', RETRY_BASE_MS: '600', READ_BLOCK_MS: '500', READ_BATCH_SIZE: '10',
   });
   await eventually(() => new Set(receiver.accepted).size === COUNT, { what: 'every key accepted' });
   expect(receiver.accepted).toHaveLength(COUNT); // each key accepted exactly once
