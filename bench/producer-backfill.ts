@@ -1,9 +1,14 @@
 // Producer backfill: `mailstream producer` reading N mixed emails from a private Dovecot over TLS
 // into a private Redis, beside a plain sequential loop over the same mailbox (fetch a batch,
 // simpleParser each, XADD each) and mailparser alone on the same messages (the parse ceiling).
-// Also: Redis memory per 1,000 entries, and the producer's peak RSS with a 25 MB attachment.
-import { readFileSync } from 'node:fs';
+// Also: Redis memory per 1,000 entries, the producer's peak RSS with a 25 MB attachment, and the
+// same backfill with a file blob store (raw sources and attachments out of Redis) beside the run
+// without one: its speed and the bytes each entry takes in the stream.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
+import type { Redis } from 'ioredis';
 import { simpleParser, type AddressObject } from 'mailparser';
 import { accountKeys } from '../src/core/keys.ts';
 import { contentHash, generateCorpus } from '../src/ops/local/sample-mail.ts';
@@ -16,10 +21,23 @@ export interface ProducerBenchOptions { emails: number; log(line: string): void 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const FETCH_BATCH = 500;
 
-interface ProducerRun { perSecond: number; memory: MemorySample; redisBytes: number }
+interface ProducerRun { perSecond: number; memory: MemorySample; redisBytes: number; medianEntryBytes: number }
+
+/** The median of what one entry holds in the stream: its key and email fields. */
+async function medianEntryBytes(client: Redis, stream: string): Promise<number> {
+  const sizes: number[] = [];
+  for (let start = '-'; ;) {
+    const page = await client.xrange(stream, start, '+', 'COUNT', 1000);
+    for (const [, fields] of page) sizes.push(fields.reduce((sum, f) => sum + Buffer.byteLength(f), 0));
+    if (page.length < 1000) break;
+    start = `(${page[page.length - 1]![0]}`;
+  }
+  sizes.sort((a, b) => a - b);
+  return sizes.length ? sizes[Math.floor(sizes.length / 2)]! : NaN;
+}
 
 /** Runs the producer on one mailbox until the stream holds `expected` entries. */
-async function runProducer(stack: LocalStack, mailbox: string, prefix: string, expected: number): Promise<ProducerRun> {
+async function runProducer(stack: LocalStack, mailbox: string, prefix: string, expected: number, extraEnv: Record<string, string> = {}): Promise<ProducerRun> {
   const client = stack.redis!.client();
   const stream = accountKeys(prefix, stack.user).stream;
   const before = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1]);
@@ -27,7 +45,7 @@ async function runProducer(stack: LocalStack, mailbox: string, prefix: string, e
   // clock, which starts at the first batch seen, has several more to time.
   const spawnedAt = Date.now();
   const batch = String(Math.min(200, Math.max(5, Math.floor(expected / 20))));
-  const producer = await spawnDaemon('producer', { env: stack.producerEnv({ MAILSTREAM_PREFIX: prefix, IMAP_MAILBOXES: mailbox, LOG_LEVEL: 'warn', FETCH_BATCH_SIZE: batch }) });
+  const producer = await spawnDaemon('producer', { env: stack.producerEnv({ MAILSTREAM_PREFIX: prefix, IMAP_MAILBOXES: mailbox, LOG_LEVEL: 'warn', FETCH_BATCH_SIZE: batch, ...extraEnv }) });
   const memory = watchMemory(producer.handle.child.pid!, 20);
   try {
     let first = { at: 0, length: 0 };
@@ -40,7 +58,7 @@ async function runProducer(stack: LocalStack, mailbox: string, prefix: string, e
         const after = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1]);
         // Everything in one look (a tiny run): time it from the start of the process instead.
         const perSecond = seconds > 0 && first.length < expected ? (expected - first.length) / seconds : expected / ((Date.now() - spawnedAt) / 1000);
-        return { perSecond, memory: memory.stop(), redisBytes: after - before };
+        return { perSecond, memory: memory.stop(), redisBytes: after - before, medianEntryBytes: await medianEntryBytes(client, stream) };
       }
       await sleep(10);
     }
@@ -106,6 +124,14 @@ export async function benchProducer(options: ProducerBenchOptions): Promise<Benc
     stack.dovecot.seed(stack.user, 'INBOX', raws);
     log(`producer: backfill of ${emails} mixed emails over TLS with mailstream producer`);
     const ours = await runProducer(stack, 'INBOX', 'mailstream', emails);
+    log('producer: the same backfill with a file blob store');
+    const blobDir = mkdtempSync(join(tmpdir(), 'ms-bench-blobs-'));
+    let withStore: ProducerRun;
+    try {
+      withStore = await runProducer(stack, 'INBOX', 'blobs', emails, { BLOB_STORE_URL: `file://${blobDir}` });
+    } finally {
+      rmSync(blobDir, { recursive: true, force: true });
+    }
     log('producer: sequential loop (fetch batch, simpleParser each, XADD each)');
     const sequential = await sequentialLoop(stack, emails);
     log('producer: mailparser alone on the same messages');
@@ -121,6 +147,9 @@ export async function benchProducer(options: ProducerBenchOptions): Promise<Benc
       measure({ name: 'producer_backfill_vs_sequential_loop', value: ours.perSecond, unit, baseline: { name: 'sequential fetch/simpleParser/XADD loop', value: sequential }, target: { kind: 'ratio-at-least', ratio: 1.6 } }),
       measure({ name: 'producer_backfill_vs_parse_ceiling', value: ours.perSecond, unit, baseline: { name: 'mailparser alone, one core', value: ceiling } }),
       measure({ name: 'producer_redis_memory_per_1000_entries', value: (ours.redisBytes / emails) * 1000 / (1024 * 1024), unit: 'MB' }),
+      measure({ name: 'producer_backfill_file_store_vs_none', value: withStore.perSecond, unit, baseline: { name: 'the same backfill without a blob store', value: ours.perSecond }, target: { kind: 'ratio-at-least', ratio: 0.8 } }),
+      measure({ name: 'producer_redis_bytes_per_entry', value: withStore.medianEntryBytes, unit: 'bytes', baseline: { name: 'median without a blob store', value: ours.medianEntryBytes }, target: { kind: 'at-most', value: 4096 } }),
+      measure({ name: 'producer_redis_memory_per_1000_entries_file_store', value: (withStore.redisBytes / emails) * 1000 / (1024 * 1024), unit: 'MB' }),
       measure({ name: 'producer_peak_rss_backfill', value: ours.memory.peakRssMb, unit: 'MB' }),
       measure({ name: 'producer_peak_rss_25mb_attachment', value: withHuge.memory.peakRssMb, unit: 'MB', target: { kind: 'below', value: 300 } }),
     ];

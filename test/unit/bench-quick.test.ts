@@ -54,6 +54,7 @@ describe('npm run bench -- --quick', () => {
     const names = results.map((r) => r.name);
     for (const name of ['worker_throughput_vs_ioredis_loop', 'worker_throughput_vs_bullmq', 'worker_scaling_2_processes', 'worker_steady_rss', 'worker_peak_rss',
       'producer_backfill_vs_sequential_loop', 'producer_backfill_vs_parse_ceiling', 'producer_redis_memory_per_1000_entries',
+      'producer_backfill_file_store_vs_none', 'producer_redis_bytes_per_entry',
       'producer_peak_rss_25mb_attachment', 'latency_idle_p95', 'latency_poll_1s_p99']) {
       expect(names).toContain(name);
     }
