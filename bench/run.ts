@@ -1,20 +1,21 @@
 // `npm run bench`: one run on this machine, every measurement beside its baseline from the same
 // run on the same messages. Prints a table and writes bench/results/<timestamp>.json and
 // bench/results/latest.json. `--quick` uses small numbers (for a smoke test of the bench itself);
-// `--only worker,producer,latency` runs some sections; `--results-dir DIR` writes elsewhere.
+// `--only worker,sink,producer,latency` runs some sections; `--results-dir DIR` writes elsewhere.
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchLatency } from './latency.ts';
 import { benchProducer } from './producer-backfill.ts';
 import { formatTable, writeResults, type BenchResult } from './results.ts';
+import { benchSinks } from './sink-throughput.ts';
 import { benchWorker } from './worker-throughput.ts';
 
 const SIZES = {
-  full: { workerEntries: 50_000, workerProcesses: [2, 4], producerEmails: 10_000, latencyEmails: 200, latencyRate: 10 },
-  quick: { workerEntries: 300, workerProcesses: [2], producerEmails: 300, latencyEmails: 6, latencyRate: 10 },
+  full: { workerEntries: 50_000, workerProcesses: [2, 4], sinkEmails: 20_000, sinkRounds: 2, producerEmails: 10_000, latencyEmails: 200, latencyRate: 10 },
+  quick: { workerEntries: 300, workerProcesses: [2], sinkEmails: 300, sinkRounds: 1, producerEmails: 300, latencyEmails: 6, latencyRate: 10 },
 };
-const SECTIONS = ['worker', 'producer', 'latency'] as const;
+const SECTIONS = ['worker', 'sink', 'producer', 'latency'] as const;
 type Section = (typeof SECTIONS)[number];
 
 async function main(): Promise<void> {
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
   log(`${availableParallelism()} cores, load average ${load()} at start`);
   const results: BenchResult[] = [];
   if (only.includes('worker')) results.push(...await benchWorker({ entries: size.workerEntries, scaling: size.workerProcesses, log }));
+  if (only.includes('sink')) results.push(...await benchSinks({ webhookEmails: size.sinkEmails, postgresEmails: size.sinkEmails, rounds: size.sinkRounds, log }));
   if (only.includes('producer')) results.push(...await benchProducer({ emails: size.producerEmails, log }));
   if (only.includes('latency')) results.push(...await benchLatency({ emails: size.latencyEmails, perSecond: size.latencyRate, log }));
 
