@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { loadAccounts } from '../config/accounts.ts';
+import { ENDPOINT_SETTINGS, NO_REVOCATION_ADVICE } from '../config/oauth-providers.ts';
 import { ConfigError, UsageError } from '../core/errors.ts';
 import type { Config } from '../config/load.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
@@ -31,10 +32,13 @@ function target(command: Command): Target {
   return { user: account.imap.user, oauth2: account.oauth2, logger: createLogger({ level: config.logLevel, secrets: [...config.secrets, ...secrets], base: { role: 'admin' } }) };
 }
 
-function oauthSettings(t: Target) {
+function oauthSettings(t: Target, needs: Array<'tokenUrl' | 'authUrl' | 'scope'> = ['tokenUrl', 'scope']) {
   const { clientId, clientSecret } = t.oauth2;
   if (!clientId) throw new ConfigError('OAUTH2_CLIENT_ID', 'required for `auth` commands (or the account\'s oauth2.clientId)');
   if (!clientSecret) throw new ConfigError('OAUTH2_CLIENT_SECRET', 'required for `auth` commands (or the account\'s oauth2.clientSecret)');
+  // Only a `custom` provider can leave an endpoint unset.
+  const unset = needs.find((field) => !t.oauth2[field]);
+  if (unset) throw new ConfigError(ENDPOINT_SETTINGS[unset], `required when OAUTH2_PROVIDER=${t.oauth2.provider} (or the account's oauth2.${unset})`);
   return { ...t.oauth2, clientId, clientSecret, user: t.user };
 }
 
@@ -45,7 +49,7 @@ export function registerAuth(program: Command): void {
   auth.command('setup').description('interactive consent in a browser (loopback redirect); writes OAUTH2_TOKEN_FILE mode 0600')
     .option('--timeout <seconds>', 'how long to wait for the consent', '300')
     .action(action(async (opts: { timeout: string }, command: Command) => {
-      const settings = oauthSettings(target(command));
+      const settings = oauthSettings(target(command), ['tokenUrl', 'authUrl', 'scope']);
       const { runConsent } = await import('../producer/oauth-consent.ts');
       const stored = await runConsent({
         ...settings, timeoutMs: Number(opts.timeout) * 1000,
@@ -86,13 +90,20 @@ export function registerAuth(program: Command): void {
       process.stdout.write(`Access token refreshed for ${settings.user}; expires ${expiry ? new Date(expiry).toISOString() : 'at an unknown time'}\n`);
     }));
 
-  auth.command('revoke').description('revoke the refresh token at the provider and delete the token file')
+  auth.command('revoke').description('revoke the refresh token at the provider and delete the token file (Microsoft: delete it and say how to revoke)')
     .action(action(async (_opts: object, command: Command) => {
       const { oauth2 } = target(command);
       const { rmSync } = await import('node:fs');
       const { readTokenFile } = await import('../producer/token-file.ts');
       const { AuthError } = await import('../core/errors.ts');
       const stored = readTokenFile(oauth2.tokenFile);
+      if (!oauth2.revokeUrl) {
+        // Nothing to call: the local copy goes, and the operator is told where access really ends.
+        rmSync(oauth2.tokenFile, { force: true });
+        const advice = NO_REVOCATION_ADVICE[oauth2.provider] ?? 'No revocation endpoint is configured (OAUTH2_REVOKE_URL): revoke the app\'s access at the provider.';
+        process.stdout.write(`Deleted ${oauth2.tokenFile}; the refresh token was NOT revoked at the provider.\n${advice}\n`);
+        return;
+      }
       const token = stored.refresh_token ?? stored.access_token;
       if (token) {
         const res = await fetch(oauth2.revokeUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token }) });

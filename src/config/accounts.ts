@@ -8,6 +8,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../core/errors.ts';
 import type { Config } from './load.ts';
+import { OAUTH2_PROVIDERS, resolveProvider, TENANT_PATTERN, type Explicit } from './oauth-providers.ts';
 
 /** One account as the producer and worker use it: the global IMAP/OAuth2 tuning plus its own. */
 export interface AccountConfig {
@@ -34,11 +35,18 @@ const shared = {
   tlsCaFile: z.string().min(1).optional(),
   auth: z.enum(['oauth2', 'password']).optional(),
   mailboxes: z.array(z.string().min(1)).min(1).optional(),
+  /** Fills in the endpoints, scope and host of the account, as OAUTH2_PROVIDER does. */
+  provider: z.enum(OAUTH2_PROVIDERS).optional(),
+  tenant: z.string().regex(TENANT_PATTERN, 'expected common, organizations, consumers, a tenant id or a domain').optional(),
   oauth2: z.strictObject({
     clientId: clientId.optional(),
     clientSecret: secretRef.optional(),
     tokenFile: z.string().min(1).optional(),
     serviceAccountFile: z.string().min(1).optional(),
+    tokenUrl: z.url({ protocol: /^https?$/ }).optional(),
+    authUrl: z.url({ protocol: /^https?$/ }).optional(),
+    revokeUrl: z.url({ protocol: /^https?$/ }).optional(),
+    scope: z.string().min(1).optional(),
   }).optional(),
 };
 
@@ -126,11 +134,28 @@ export function loadAccounts(path: string, options: LoadAccountsOptions): Loaded
       }
     }
     const clientIdValue = typeof oauth2.clientId === 'string' ? oauth2.clientId : reveal(oauth2.clientId, `${where}.oauth2.clientId`, resolving);
+    const provider = entry.provider ?? defaults.provider ?? options.base.oauth2.provider;
+    const tenant = entry.tenant ?? defaults.tenant ?? options.base.oauth2.tenant;
+    // The environment's explicit endpoints belong to OAUTH2_PROVIDER: another provider's account
+    // starts from that provider's preset, and the file may override either.
+    const inherited: Explicit = provider === options.base.oauth2.provider ? options.base.oauth2.explicit : {};
+    const explicit: Explicit = {
+      imapHost: entry.host ?? defaults.host ?? inherited.imapHost,
+      tokenUrl: oauth2.tokenUrl ?? inherited.tokenUrl,
+      authUrl: oauth2.authUrl ?? inherited.authUrl,
+      revokeUrl: oauth2.revokeUrl ?? inherited.revokeUrl,
+      scope: oauth2.scope ?? inherited.scope,
+    };
+    const { endpoints, missing } = resolveProvider(provider, tenant, explicit);
+    // As for the environment: the consent endpoint is asked for by `auth setup`, where it is used.
+    const unset = missing.find((field) => field === 'imapHost' || (auth === 'oauth2' && field !== 'authUrl'));
+    if (resolving && provider === 'microsoft' && auth === 'oauth2' && (oauth2.serviceAccountFile ?? options.base.oauth2.serviceAccountFile)) fail(`${where}.oauth2.serviceAccountFile: a service account is Google's; not with provider microsoft`);
+    if (resolving && unset) fail(`${where}.${unset === 'imapHost' ? 'host' : `oauth2.${unset}`}: required when provider is ${provider}`);
     return {
       id,
       imap: {
         ...options.base.imap,
-        host: entry.host ?? defaults.host ?? options.base.imap.host,
+        host: endpoints.imapHost ?? '',
         port: entry.port ?? defaults.port ?? options.base.imap.port,
         secure: entry.secure ?? defaults.secure ?? options.base.imap.secure,
         tlsCaFile: fromFile(entry.tlsCaFile ?? defaults.tlsCaFile) ?? options.base.imap.tlsCaFile,
@@ -145,6 +170,13 @@ export function loadAccounts(path: string, options: LoadAccountsOptions): Loaded
         clientSecret: reveal(oauth2.clientSecret, `${where}.oauth2.clientSecret`, resolving) ?? options.base.oauth2.clientSecret,
         tokenFile: fromFile(oauth2.tokenFile) ?? `./tokens/${entry.user}.json`,
         serviceAccountFile: fromFile(oauth2.serviceAccountFile) ?? options.base.oauth2.serviceAccountFile,
+        provider,
+        tenant,
+        tokenUrl: endpoints.tokenUrl ?? '',
+        authUrl: endpoints.authUrl ?? '',
+        revokeUrl: endpoints.revokeUrl,
+        scope: endpoints.scope ?? '',
+        explicit,
       },
     };
   });

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../core/errors.ts';
 import { loadAccounts, singleAccount, type AccountConfig } from './accounts.ts';
+import { ENDPOINT_SETTINGS, resolveProvider, type Explicit, type OAuthProvider } from './oauth-providers.ts';
 import { SETTINGS, type Role, type SettingName } from './settings.ts';
 
 export type StartFrom = { kind: 'all' } | { kind: 'now' } | { kind: 'date'; date: Date };
@@ -45,14 +46,20 @@ export interface Config {
     maxConnections: number;
   };
   oauth2: {
+    /** Fills in the endpoints, scope and IMAP host below unless set explicitly. */
+    provider: OAuthProvider;
+    tenant: string;
     clientId: string | undefined;
     clientSecret: string | undefined;
     tokenFile: string;
     tokenUrl: string;
     authUrl: string;
-    revokeUrl: string;
+    /** Undefined: the provider has none (Microsoft). */
+    revokeUrl: string | undefined;
     scope: string;
     serviceAccountFile: string | undefined;
+    /** What was set explicitly (IMAP_HOST, OAUTH2_*_URL, OAUTH2_SCOPE): an account of the accounts file with the same provider inherits it. */
+    explicit: Explicit;
   };
   producer: {
     startFrom: StartFrom;
@@ -152,6 +159,18 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
     readable('IMAP_TLS_CA_FILE', str('IMAP_TLS_CA_FILE'));
     readable('OAUTH2_SERVICE_ACCOUNT_FILE', serviceAccountFile);
   }
+  const provider = s.OAUTH2_PROVIDER as OAuthProvider;
+  const explicit: Explicit = {
+    imapHost: str('IMAP_HOST'), tokenUrl: str('OAUTH2_TOKEN_URL'), authUrl: str('OAUTH2_AUTH_URL'), scope: str('OAUTH2_SCOPE'), revokeUrl: str('OAUTH2_REVOKE_URL'),
+  };
+  const { endpoints, missing } = resolveProvider(provider, s.OAUTH2_TENANT as string, explicit);
+  if (role === 'producer' && accountsFile === undefined) {
+    // `custom` has no preset. The consent endpoint is asked for by `auth setup`, where it is used.
+    const needed: Array<keyof Explicit> = auth === 'oauth2' ? ['imapHost', 'tokenUrl', 'scope'] : ['imapHost'];
+    const unset = missing.find((field) => needed.includes(field));
+    if (unset) throw new ConfigError(ENDPOINT_SETTINGS[unset], `required when OAUTH2_PROVIDER=${provider}`);
+  }
+  if (provider === 'microsoft' && serviceAccountFile !== undefined) throw new ConfigError('OAUTH2_SERVICE_ACCOUNT_FILE', 'a service account (domain-wide delegation) is Google\'s; not with OAUTH2_PROVIDER=microsoft');
   const sinkUrl = role === 'worker' ? require('SINK_URL', str('SINK_URL'), 'for the worker') : (str('SINK_URL') ?? '');
   if (num('RETRY_MAX_MS') < num('RETRY_BASE_MS')) throw new ConfigError('RETRY_MAX_MS', 'must be at least RETRY_BASE_MS');
 
@@ -166,7 +185,7 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
   if (redisPassword) secrets.push(decodeURIComponent(redisPassword));
 
   const imap: Config['imap'] = {
-    host: s.IMAP_HOST as string,
+    host: endpoints.imapHost ?? '',
     port: num('IMAP_PORT'),
     secure: s.IMAP_SECURE as boolean,
     tlsCaFile: str('IMAP_TLS_CA_FILE'),
@@ -185,11 +204,14 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
     clientId: str('OAUTH2_CLIENT_ID'),
     clientSecret: str('OAUTH2_CLIENT_SECRET'),
     tokenFile: str('OAUTH2_TOKEN_FILE') ?? `./tokens/${user || 'account'}.json`,
-    tokenUrl: s.OAUTH2_TOKEN_URL as string,
-    authUrl: s.OAUTH2_AUTH_URL as string,
-    revokeUrl: s.OAUTH2_REVOKE_URL as string,
-    scope: s.OAUTH2_SCOPE as string,
+    provider,
+    tenant: s.OAUTH2_TENANT as string,
+    tokenUrl: endpoints.tokenUrl ?? '',
+    authUrl: endpoints.authUrl ?? '',
+    revokeUrl: endpoints.revokeUrl,
+    scope: endpoints.scope ?? '',
     serviceAccountFile,
+    explicit,
   };
   let accounts: AccountConfig[] = user ? [singleAccount({ imap, oauth2 })] : [];
   if (accountsFile !== undefined) {

@@ -1,6 +1,7 @@
 // Every setting mailstream reads, with its default and one line on what it does. This table is
 // the single source: the loader validates it, `.env.example` is checked against it by a test.
 import { z } from 'zod';
+import { OAUTH2_PROVIDERS, TENANT_PATTERN } from './oauth-providers.ts';
 
 export type Role = 'producer' | 'worker' | 'admin';
 
@@ -69,7 +70,7 @@ export const SETTINGS = {
   PRODUCER_ID: { schema: z.string().regex(/^[A-Za-z0-9_.:@-]+$/, 'expected letters, digits, _ . : @ or -'), doc: 'this producer\'s name in leases and the producer registry (default host-pid-random, unique per process)' },
 
   // --- producer: IMAP ---
-  IMAP_HOST: { schema: nonEmpty, default: 'imap.gmail.com', doc: 'IMAP server' },
+  IMAP_HOST: { schema: nonEmpty, doc: 'IMAP server (default: the OAUTH2_PROVIDER\'s, imap.gmail.com for google, outlook.office365.com for microsoft; required for custom)' },
   IMAP_PORT: { schema: int(1, 65535), default: '993', doc: 'IMAP port' },
   IMAP_SECURE: { schema: bool, default: 'true', doc: 'implicit TLS (true) or plain/STARTTLS (false)' },
   IMAP_TLS_CA_FILE: { schema: nonEmpty, doc: 'extra CA certificate (PEM) to trust, for private servers; certificate checks are never turned off' },
@@ -111,10 +112,12 @@ export const SETTINGS = {
   OAUTH2_CLIENT_ID: { schema: nonEmpty, doc: 'OAuth2 client id (required for IMAP_AUTH=oauth2)' },
   OAUTH2_CLIENT_SECRET: { schema: nonEmpty, secret: true, doc: 'OAuth2 client secret (required for IMAP_AUTH=oauth2)' },
   OAUTH2_TOKEN_FILE: { schema: nonEmpty, doc: 'JSON credentials with at least refresh_token, written mode 0600 (default ./tokens/<IMAP_USER>.json)' },
-  OAUTH2_TOKEN_URL: { schema: httpUrl, default: 'https://oauth2.googleapis.com/token', doc: 'token endpoint (refresh-token, consent and service-account grants)' },
-  OAUTH2_AUTH_URL: { schema: httpUrl, default: 'https://accounts.google.com/o/oauth2/v2/auth', doc: 'consent endpoint' },
-  OAUTH2_REVOKE_URL: { schema: httpUrl, default: 'https://oauth2.googleapis.com/revoke', doc: 'revocation endpoint' },
-  OAUTH2_SCOPE: { schema: nonEmpty, default: 'https://mail.google.com/', doc: 'scope requested at consent' },
+  OAUTH2_PROVIDER: { schema: z.enum(OAUTH2_PROVIDERS, { error: 'expected google, microsoft or custom' }), default: 'google', doc: 'fills in the endpoints, scope and IMAP_HOST: google (Gmail, Workspace), microsoft (Microsoft 365, Outlook.com), custom (set OAUTH2_TOKEN_URL, OAUTH2_AUTH_URL, OAUTH2_SCOPE and IMAP_HOST)' },
+  OAUTH2_TENANT: { schema: z.string().regex(TENANT_PATTERN, 'expected common, organizations, consumers, a tenant id or a domain'), default: 'common', doc: 'microsoft: the Entra tenant in the endpoints (common, organizations, consumers, a tenant id or domain)' },
+  OAUTH2_TOKEN_URL: { schema: httpUrl, doc: 'token endpoint (refresh-token, consent and service-account grants); default: the provider\'s (google: https://oauth2.googleapis.com/token)' },
+  OAUTH2_AUTH_URL: { schema: httpUrl, doc: 'consent endpoint; default: the provider\'s (google: https://accounts.google.com/o/oauth2/v2/auth)' },
+  OAUTH2_REVOKE_URL: { schema: httpUrl, doc: 'revocation endpoint; default: the provider\'s (google: https://oauth2.googleapis.com/revoke; microsoft has none)' },
+  OAUTH2_SCOPE: { schema: nonEmpty, doc: 'scope requested at consent; default: the provider\'s (google: https://mail.google.com/, microsoft: https://outlook.office.com/IMAP.AccessAsUser.All offline_access)' },
   OAUTH2_SERVICE_ACCOUNT_FILE: { schema: nonEmpty, doc: 'Google Workspace service-account key (domain-wide delegation) used instead of a refresh token' },
 
   // --- worker ---

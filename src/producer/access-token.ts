@@ -1,7 +1,10 @@
-// Access tokens for XOAUTH2: google-auth-library refreshes them (early, before expiry), and we
-// keep the token file in step (Google may rotate the refresh token). A refused refresh token is
-// an AuthError with one clear instruction; anything else (network, 5xx) is a transient failure.
+// Access tokens for XOAUTH2: google-auth-library refreshes them (early, before expiry), against
+// the provider's token endpoint, and we keep the token file in step: a provider may rotate the
+// refresh token (Microsoft does on every refresh), and the newest one is saved and used. A refused
+// refresh token is an AuthError with one clear instruction; anything else (network, 5xx) is a
+// transient failure.
 import { gaxios, JWT, OAuth2Client } from 'google-auth-library';
+import { PROVIDER_TRAITS, type OAuthProvider } from '../config/oauth-providers.ts';
 import { AuthError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
@@ -37,12 +40,30 @@ export interface AccessTokenSource {
   get(options?: { force?: boolean }): Promise<string>;
 }
 
-/** OAuth2 errors that no retry can fix: the operator must consent again. */
+/** OAuth2 error codes (RFC 6749 section 5.2, and Microsoft's interaction_required) that no retry can fix: the operator must act. */
+const REFUSALS = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'interaction_required', 'consent_required']);
+
 function isRefused(err: unknown): boolean {
-  const data = (err as { response?: { data?: { error?: string } } }).response?.data;
-  const message = (err as Error).message ?? '';
-  return data?.error === 'invalid_grant' || data?.error === 'invalid_client' || data?.error === 'unauthorized_client'
-    || /invalid_grant|invalid_client/.test(message);
+  const data = (err as { response?: { data?: { error?: unknown } } }).response?.data;
+  return typeof data?.error === 'string' && REFUSALS.has(data.error);
+}
+
+/**
+ * The HTTP client of the refresh grant: Microsoft's v2.0 token endpoint wants the scope with each
+ * refresh, which google-auth-library (made for Google's, which does not) never sends.
+ */
+function refreshTransporter(scope: string | undefined): gaxios.Gaxios {
+  const transporter = new gaxios.Gaxios();
+  if (scope) {
+    transporter.interceptors.request.add({
+      resolved: async (config) => {
+        const form = config.data;
+        if (form instanceof URLSearchParams && form.get('grant_type') === 'refresh_token' && !form.has('scope')) form.set('scope', scope);
+        return config;
+      },
+    });
+  }
+  return transporter;
 }
 
 function describe(err: unknown): string {
@@ -50,11 +71,13 @@ function describe(err: unknown): string {
   return data?.error ? `${data.error}${data.error_description ? `: ${data.error_description}` : ''}` : (err as Error).message;
 }
 
-export function oauth2Client(auth: { clientId: string; clientSecret: string; tokenUrl: string }, extra: { redirectUri?: string; authUrl?: string; revokeUrl?: string } = {}): OAuth2Client {
+export function oauth2Client(auth: { clientId: string; clientSecret: string; tokenUrl: string; provider?: OAuthProvider; scope?: string }, extra: { redirectUri?: string; authUrl?: string; revokeUrl?: string } = {}): OAuth2Client {
+  const scopeOnRefresh = auth.provider !== undefined && PROVIDER_TRAITS[auth.provider].scopeOnRefresh;
   return new OAuth2Client({
     clientId: auth.clientId,
     clientSecret: auth.clientSecret,
     redirectUri: extra.redirectUri,
+    transporter: refreshTransporter(scopeOnRefresh ? auth.scope : undefined),
     endpoints: {
       oauth2TokenUrl: auth.tokenUrl,
       ...(extra.authUrl ? { oauth2AuthBaseUrl: extra.authUrl } : {}),
@@ -88,6 +111,17 @@ export function createAccessTokenSource(auth: Exclude<AccountAuth, { kind: 'pass
   const client = oauth2Client(auth);
   let loaded = false;
   let renewal: NodeJS.Timeout | undefined;
+  // google-auth-library keeps the refresh token it was given and drops a rotated one from its
+  // answer; the 'tokens' event still shows it, and it is put back once the refresh is done.
+  let rotated: string | undefined;
+  const refresh = async () => {
+    try {
+      return await client.getAccessToken();
+    } finally {
+      if (rotated && rotated !== client.credentials.refresh_token) client.setCredentials({ ...client.credentials, refresh_token: rotated });
+      rotated = undefined;
+    }
+  };
   // Renew ahead of expiry, so the token file stays current and a reconnect never waits on it.
   const scheduleRenewal = () => {
     clearTimeout(renewal);
@@ -95,7 +129,7 @@ export function createAccessTokenSource(auth: Exclude<AccountAuth, { kind: 'pass
     if (!expiry) return;
     renewal = setTimeout(() => {
       client.setCredentials({ ...client.credentials, access_token: null, expiry_date: null });
-      client.getAccessToken().then(scheduleRenewal, (err: unknown) => deps.logger.warn({ err: describe(err) }, 'early access-token renewal failed; the next login retries'));
+      refresh().then(scheduleRenewal, (err: unknown) => deps.logger.warn({ err: describe(err) }, 'early access-token renewal failed; the next login retries'));
     }, Math.max(1_000, expiry - Date.now() - RENEW_BEFORE_EXPIRY_MS));
     renewal.unref();
   };
@@ -108,6 +142,7 @@ export function createAccessTokenSource(auth: Exclude<AccountAuth, { kind: 'pass
   };
   client.on('tokens', (tokens) => {
     count('ok');
+    if (tokens.refresh_token) rotated = tokens.refresh_token;
     try {
       const stored = readTokenFile(auth.tokenFile);
       writeTokenFile(auth.tokenFile, { ...stored, ...tokens, refresh_token: tokens.refresh_token ?? stored.refresh_token });
@@ -120,7 +155,7 @@ export function createAccessTokenSource(auth: Exclude<AccountAuth, { kind: 'pass
       load();
       if (options?.force) client.setCredentials({ ...client.credentials, access_token: null, expiry_date: null });
       try {
-        const { token } = await client.getAccessToken();
+        const { token } = await refresh();
         if (!token) throw new Error('the token endpoint returned no access token');
         scheduleRenewal();
         return token;

@@ -1,10 +1,11 @@
 // What the producer needs to know about one account, whatever it came from: the single-account
 // settings (IMAP_*, OAUTH2_*) today, an accounts file for scale-out.
 import type { Config } from '../config/load.ts';
+import type { OAuthProvider } from '../config/oauth-providers.ts';
 
 export type AccountAuth =
   | { kind: 'password'; password: string }
-  | { kind: 'oauth2'; clientId: string; clientSecret: string; tokenFile: string; tokenUrl: string }
+  | { kind: 'oauth2'; provider: OAuthProvider; clientId: string; clientSecret: string; tokenFile: string; tokenUrl: string; scope: string }
   | { kind: 'service-account'; keyFile: string; scope: string; tokenUrl: string };
 
 export interface AccountSettings {
@@ -29,7 +30,7 @@ export function accountFromConfig(source: AccountSource): AccountSettings {
   let auth: AccountAuth;
   if (imap.auth === 'password') auth = { kind: 'password', password: imap.password ?? '' };
   else if (oauth2.serviceAccountFile) auth = { kind: 'service-account', keyFile: oauth2.serviceAccountFile, scope: oauth2.scope, tokenUrl: oauth2.tokenUrl };
-  else auth = { kind: 'oauth2', clientId: oauth2.clientId ?? '', clientSecret: oauth2.clientSecret ?? '', tokenFile: oauth2.tokenFile, tokenUrl: oauth2.tokenUrl };
+  else auth = { kind: 'oauth2', provider: oauth2.provider, clientId: oauth2.clientId ?? '', clientSecret: oauth2.clientSecret ?? '', tokenFile: oauth2.tokenFile, tokenUrl: oauth2.tokenUrl, scope: oauth2.scope };
   return {
     account: source.id,
     host: imap.host,

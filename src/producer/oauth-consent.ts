@@ -1,15 +1,18 @@
 // The installed-app consent flow behind `mailstream auth setup`: PKCE (S256), a one-shot loopback
-// listener on 127.0.0.1 for the redirect, and a consent URL asking for offline access with
-// `prompt=consent` (Google only returns a refresh token on a forced consent). The code is exchanged
-// at OAUTH2_TOKEN_URL and the credentials land in OAUTH2_TOKEN_FILE, atomically, mode 0600.
+// listener on 127.0.0.1 for the redirect, and a consent URL with the provider's parameters (Google:
+// offline access with `prompt=consent`, as it only returns a refresh token on a forced consent;
+// Microsoft: the `offline_access` scope does that). The code is exchanged at OAUTH2_TOKEN_URL and
+// the credentials land in OAUTH2_TOKEN_FILE, atomically, mode 0600.
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PROVIDER_TRAITS, type OAuthProvider } from '../config/oauth-providers.ts';
 import { AuthError } from '../core/errors.ts';
 import { oauth2Client } from './access-token.ts';
 import { writeTokenFile, type StoredCredentials } from './token-file.ts';
 
 export interface ConsentOptions {
+  provider: OAuthProvider;
   clientId: string;
   clientSecret: string;
   tokenUrl: string;
@@ -32,7 +35,7 @@ export async function runConsent(options: ConsentOptions): Promise<StoredCredent
   const { codeVerifier, codeChallenge } = await client.generateCodeVerifierAsync();
   const state = randomBytes(16).toString('hex');
   const url = client.generateAuthUrl({
-    access_type: 'offline', prompt: 'consent', scope: options.scope, state, login_hint: options.user,
+    ...PROVIDER_TRAITS[options.provider].consentParams, scope: options.scope, state, login_hint: options.user,
     code_challenge_method: 'S256' as never, code_challenge: codeChallenge,
   });
 
@@ -58,7 +61,11 @@ export async function runConsent(options: ConsentOptions): Promise<StoredCredent
     const { tokens } = await client.getToken({ code, codeVerifier, redirect_uri: redirectUri }).catch((err: unknown) => {
       throw new AuthError(`the token endpoint refused the consent code: ${(err as Error).message}`, { cause: err });
     });
-    if (!tokens.refresh_token) throw new AuthError('the provider returned no refresh token; revoke the app\'s access in the account settings and run `mailstream auth setup` again');
+    if (!tokens.refresh_token) {
+      throw new AuthError(options.provider === 'google'
+        ? 'the provider returned no refresh token; revoke the app\'s access in the account settings and run `mailstream auth setup` again'
+        : `the provider returned no refresh token; the scope (${options.scope}) must ask for offline access (Microsoft: offline_access)`);
+    }
     const stored: StoredCredentials = { ...tokens, account: options.user };
     writeTokenFile(options.tokenFile, stored);
     return stored;

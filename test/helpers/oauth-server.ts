@@ -25,6 +25,10 @@ export interface OAuthServer {
   accessTokenLifetime: number;
   /** When set, the token endpoint answers this HTTP status instead of working. */
   failTokenEndpointWith: number | undefined;
+  /** Strict rotation, as Microsoft may: each refresh grant answers a new refresh token and voids the one it used. */
+  rotateRefreshTokens: boolean;
+  /** The `scope` parameter of the last refresh grant (null: none sent). */
+  readonly lastRefreshScope: string | null | undefined;
   counters: { refreshGrants: number; codeGrants: number; jwtGrants: number; introspections: number; revocations: number };
   /**
    * Writes a service-account key file (as the Google console hands out) whose grants this server
@@ -57,6 +61,8 @@ export async function startOAuthServer(): Promise<OAuthServer> {
     clientSecret: `secret-${randomBytes(8).toString('hex')}`,
     accessTokenLifetime: 3599,
     failTokenEndpointWith: undefined as number | undefined,
+    rotateRefreshTokens: false,
+    lastRefreshScope: undefined as string | null | undefined,
     counters: { refreshGrants: 0, codeGrants: 0, jwtGrants: 0, introspections: 0, revocations: 0 },
     serviceAccount: undefined as { email: string; publicKey: KeyObject; delegated: boolean } | undefined,
     consentEmail: 'user@example.com',
@@ -98,7 +104,14 @@ export async function startOAuthServer(): Promise<OAuthServer> {
         if (form.get('grant_type') === 'refresh_token') {
           state.counters.refreshGrants++;
           const entry = refreshTokens.get(form.get('refresh_token') ?? '');
+          state.lastRefreshScope = form.get('scope');
           if (!entry || entry.revoked) return json(400, { error: 'invalid_grant', error_description: 'Token has been expired or revoked.' });
+          if (state.rotateRefreshTokens) {
+            entry.revoked = true;
+            const rotated = token('1//refresh');
+            refreshTokens.set(rotated, { email: entry.email, revoked: false });
+            return json(200, { access_token: issueAccess(entry.email), refresh_token: rotated, expires_in: state.accessTokenLifetime, token_type: 'Bearer', scope: form.get('scope') ?? 'https://mail.google.com/' });
+          }
           return json(200, { access_token: issueAccess(entry.email), expires_in: state.accessTokenLifetime, token_type: 'Bearer', scope: 'https://mail.google.com/' });
         }
         if (form.get('grant_type') === 'authorization_code') {
@@ -176,6 +189,9 @@ export async function startOAuthServer(): Promise<OAuthServer> {
     set accessTokenLifetime(v) { state.accessTokenLifetime = v; },
     get failTokenEndpointWith() { return state.failTokenEndpointWith; },
     set failTokenEndpointWith(v) { state.failTokenEndpointWith = v; },
+    get rotateRefreshTokens() { return state.rotateRefreshTokens; },
+    set rotateRefreshTokens(v) { state.rotateRefreshTokens = v; },
+    get lastRefreshScope() { return state.lastRefreshScope; },
     counters: state.counters,
     writeServiceAccountKey(path) {
       const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });

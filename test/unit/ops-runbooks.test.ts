@@ -65,8 +65,8 @@ const shellBlocks = all.filter((b) => SHELL.has(b.lang));
 const calls = shellBlocks.flatMap((b) => shellLines(b).flatMap((l) => invocations(b.file, l)));
 
 describe('runbooks', () => {
-  it('cover the six topics, and every code block says its language', () => {
-    expect(FILES).toEqual(['dlq.md', 'gmail-oauth2-setup.md', 'incident-response.md', 'redis-operations.md', 'scaling.md', 'troubleshooting.md']);
+  it('cover the seven topics, and every code block says its language', () => {
+    expect(FILES).toEqual(['dlq.md', 'gmail-oauth2-setup.md', 'incident-response.md', 'microsoft365-oauth2-setup.md', 'redis-operations.md', 'scaling.md', 'troubleshooting.md']);
     for (const block of all) expect(block.lang, `${block.file}: a code block without a language`).not.toBe('');
   });
 
