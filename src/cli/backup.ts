@@ -12,15 +12,18 @@ export function registerBackup(program: Command): void {
     .option('--out <dir>', 'backup folder', './backups')
     .option('--keep <n>', 'backups of each kind to keep in the folder; older ones are deleted', '14')
     .option('--logical-only', 'skip the BGSAVE + RDB copy')
+    .option('--no-blobs', 'skip copying the file blob store into <out>/blobs')
     .option('--json', 'print the report as JSON')
-    .action(action(async (options: { out: string; keep: string; logicalOnly?: boolean; json?: boolean }, command: Command) => {
+    .action(action(async (options: { out: string; keep: string; logicalOnly?: boolean; blobs: boolean; json?: boolean }, command: Command) => {
       const keep = positiveInt(options.keep, '--keep');
       const { config } = commandContext(command, 'admin');
       const { connectAdminRedis, closeRedis } = await import('../ops/admin-redis.ts');
       const { runBackup } = await import('../ops/backup.ts');
+      const { openBlobStore } = await import('../core/blobs/open-store.ts');
+      const blobStore = options.blobs ? await openBlobStore(config.blobs.store) : null;
       const redis = await connectAdminRedis(config, 'mailstream:backup');
       try {
-        const report = await runBackup({ redis, redisUrl: config.redis.url, prefix: config.prefix, outDir: options.out, keep, logicalOnly: options.logicalOnly });
+        const report = await runBackup({ redis, redisUrl: config.redis.url, prefix: config.prefix, outDir: options.out, keep, logicalOnly: options.logicalOnly, blobStore });
         // The logical export is complete either way; a snapshot that should have worked still fails the run.
         if (!report.snapshot.copied && report.snapshot.failed) process.exitCode = 1;
         if (options.json) {
@@ -33,9 +36,14 @@ export function registerBackup(program: Command): void {
         process.stdout.write(report.snapshot.copied
           ? `RDB snapshot: ${report.snapshot.file} (copy of ${report.snapshot.source})\n`
           : `RDB snapshot: not copied: ${report.snapshot.reason}\n`);
+        const b = report.blobs;
+        process.stdout.write(b.copied
+          ? `blobs: ${b.dir}\n  ${b.objects} in the store, ${b.newObjects} new copied (${b.newBytes} bytes)\n`
+          : `blobs: not copied: ${options.blobs ? b.reason : 'skipped (--no-blobs)'}\n`);
         if (report.pruned.length > 0) process.stdout.write(`pruned: ${report.pruned.join(', ')}\n`);
       } finally {
         await closeRedis(redis);
+        await blobStore?.close();
       }
     }));
 }

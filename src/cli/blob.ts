@@ -82,6 +82,29 @@ export function registerBlob(program: Command): void {
       }
     }));
 
+  blob.command('check').description('check that every blob the stream and DLQ entries of every account refer to is in the store')
+    .option('--json', 'print the report as JSON')
+    .action(action(async (opts: { json?: boolean }, command: Command) => {
+      const { config } = commandContext(command, 'admin');
+      const store = await openStore(config);
+      const { connectAdminRedis, closeRedis } = await import('../ops/admin-redis.ts');
+      const { checkBlobs } = await import('../ops/blob-check.ts');
+      const redis = await connectAdminRedis(config, 'mailstream:blob-check');
+      try {
+        const report = await checkBlobs(store, redis, config.prefix);
+        if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else {
+          process.stdout.write(`${report.store}: ${report.referenced} blobs referenced by ${report.entriesScanned} stream and DLQ entries of ${report.accounts.length} account(s); ${report.missing.length} missing\n`);
+          for (const ref of report.missing.slice(0, 50)) process.stdout.write(`  missing ${ref}\n`);
+          if (report.missing.length > 50) process.stdout.write(`  ... and ${report.missing.length - 50} more (--json lists all)\n`);
+        }
+        if (report.missing.length > 0) process.exitCode = 1;
+      } finally {
+        await closeRedis(redis);
+        await store.close();
+      }
+    }));
+
   blob.command('gc').description('file store: remove blobs older than --older-than that no stream or DLQ entry refers to')
     .requiredOption('--older-than <age>', 'minimum age since the blob was last written, e.g. 30d, 12h (at least 1h)')
     .option('--dry-run', 'report what would be removed, remove nothing')

@@ -1,9 +1,11 @@
 // `mailstream backup`: a timestamped RDB copy (when Redis is local) and a logical export, in one
-// folder, keeping the newest N of each.
+// folder, keeping the newest N of each; with a file blob store, its new blobs too (backup-blobs.ts).
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { BlobStore } from '../core/blobs/blob-store.ts';
 import { MailstreamError } from '../core/errors.ts';
 import type { RedisClient } from '../core/redis.ts';
+import { backupBlobs, type BlobBackup } from './backup-blobs.ts';
 import { fileTimestamp } from './backup-format.ts';
 import { exportLogical, type ExportSummary } from './export.ts';
 import { snapshotRdb, type SnapshotResult } from './snapshot.ts';
@@ -17,12 +19,15 @@ export interface BackupOptions {
   keep: number;
   /** Skip the RDB copy (logical export only). */
   logicalOnly?: boolean;
+  /** The blob store whose blobs to copy (file store only); null or absent: none. */
+  blobStore?: BlobStore | null;
   now?: Date;
 }
 
 export interface BackupReport {
   export: ExportSummary;
   snapshot: SnapshotResult;
+  blobs: BlobBackup;
   pruned: string[];
 }
 
@@ -50,7 +55,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupReport> {
   const snapshot: SnapshotResult = options.logicalOnly
     ? { copied: false, reason: 'skipped (--logical-only)', failed: false }
     : await snapshotRdb(options.redis, options.redisUrl, join(options.outDir, `redis-${stamp}.rdb`));
+  const blobs = await backupBlobs(options.blobStore ?? null, options.outDir);
   const pruned = filesToPrune(await readdir(options.outDir), options.prefix, options.keep);
   for (const name of pruned) await rm(join(options.outDir, name), { force: true });
-  return { export: summary, snapshot, pruned };
+  return { export: summary, snapshot, blobs, pruned };
 }

@@ -81,8 +81,10 @@ describe.each([
     const streamed = await store.putStream(chunked(data, 512 * 1024));
     expect(streamed).toMatchObject({ ref: `sha256:${sha(data)}`, size: data.length, created: true });
     expect(sha(await bytesOf(await store.open(streamed.ref)))).toBe(sha(data));
-    // Large content is looked for before it is sent again.
+    // Large content is looked for before it is sent again (and its time renewed).
+    const before = (await store.stat(streamed.ref))!.modifiedAt;
     expect((await store.put(data)).created).toBe(false);
+    expect((await store.stat(streamed.ref))!.modifiedAt.getTime()).toBeGreaterThanOrEqual(before.getTime());
     expect((await store.putStream(chunked(data, 1024 * 1024))).created).toBe(false);
     expect(await listed(store)).toEqual([streamed.ref]);
   });

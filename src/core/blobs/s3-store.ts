@@ -4,7 +4,9 @@
 // is put straight to its key, large content as a multipart upload (@aws-sdk/lib-storage). Content
 // that streams by is hashed on the way: small content is buffered and put once its hash is known;
 // large content is uploaded to `<prefix>tmp/` and copied to its key at the end (the runbook's
-// lifecycle rule expires what a crash leaves in tmp/).
+// lifecycle rule expires what a crash leaves in tmp/). An object put again is written again (small)
+// or copied onto itself (large, found by HEAD): either way its LastModified is renewed, so a
+// lifecycle rule that expires objects by age never removes one a new entry just referred to.
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
@@ -72,7 +74,10 @@ export class S3BlobStore implements BlobStore {
     const ref = refOf(sha256);
     const size = content.byteLength;
     return this.guard('write', async () => {
-      if (size >= HEAD_FIRST_BYTES && await this.exists(this.keyOf(ref))) return { ref, sha256, size, created: false };
+      if (size >= HEAD_FIRST_BYTES && await this.exists(this.keyOf(ref))) {
+        await this.refresh(this.keyOf(ref));
+        return { ref, sha256, size, created: false };
+      }
       if (size > MULTIPART_BYTES) await this.upload(this.keyOf(ref), content);
       else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.keyOf(ref), Body: content, ContentLength: size }));
       return { ref, sha256, size, created: true };
@@ -112,6 +117,7 @@ export class S3BlobStore implements BlobStore {
         const key = this.keyOf(ref);
         const created = !await this.exists(key);
         if (created) await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: key, CopySource: `${this.bucket}/${encodeURI(tmpKey)}` }));
+        else await this.refresh(key);
         return { ref, sha256, size, created };
       } finally {
         await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: tmpKey })).catch(() => undefined);
@@ -178,6 +184,11 @@ export class S3BlobStore implements BlobStore {
       if (isMissing(err)) return false;
       throw err;
     }
+  }
+
+  /** Renews LastModified (a copy onto itself must replace the metadata to be allowed). */
+  private async refresh(key: string): Promise<void> {
+    await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: key, CopySource: `${this.bucket}/${encodeURI(key)}`, MetadataDirective: 'REPLACE' }));
   }
 
   private async upload(key: string, body: Uint8Array | Readable): Promise<void> {
