@@ -66,7 +66,7 @@ const calls = shellBlocks.flatMap((b) => shellLines(b).flatMap((l) => invocation
 
 describe('runbooks', () => {
   it('cover the seven topics, and every code block says its language', () => {
-    expect(FILES).toEqual(['dlq.md', 'gmail-oauth2-setup.md', 'incident-response.md', 'microsoft365-oauth2-setup.md', 'redis-operations.md', 'scaling.md', 'troubleshooting.md']);
+    expect(FILES).toEqual(['blob-store.md', 'dlq.md', 'gmail-oauth2-setup.md', 'incident-response.md', 'microsoft365-oauth2-setup.md', 'redis-operations.md', 'scaling.md', 'troubleshooting.md']);
     for (const block of all) expect(block.lang, `${block.file}: a code block without a language`).not.toBe('');
   });
 
