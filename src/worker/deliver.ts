@@ -128,29 +128,37 @@ export class Deliverer {
    */
   async recover(ops: StreamOps, entries: readonly StreamEntry[]): Promise<void> {
     if (entries.length === 0 || this.o.stopping.aborted) return;
-    const counts = await ops.beginRecovery(entries.map((e) => e.id));
-    const now = Date.now();
+    const counts = await ops.beginRecovery('batch', entries.map((e) => e.id));
     const firstTime: StreamEntry[] = [];
     const alone: StreamEntry[] = [];
     const records = new Map<string, FailureRecord>();
-    const unfinished = emptySettlement(true);
     for (const entry of entries) {
       const count = counts.get(entry.id);
-      if (!count || count.handouts === 0) continue; // waiting for its scheduled retry
+      if (!count || count.taken < 0) continue; // waiting for its scheduled retry
       const record = parseFailureRecord(count.record);
       if (record) records.set(entry.id, record);
-      const decision = decideOnUnfinished(count.handouts, record, { now, consumer: this.o.consumer, limit: this.o.maxUnfinished });
-      if (decision) addDeadLetter(unfinished, entry.id, decision.reason, decision.record, { group: this.o.group, now });
-      else if (count.handouts === 1) firstTime.push(entry);
-      else alone.push(entry);
+      (count.taken === 0 ? firstTime : alone).push(entry);
     }
-    if (unfinished.deadLetters.length > 0) await this.settle(ops, unfinished, entries.filter((e) => unfinished.deadLetters.some((d) => d.id === e.id)));
     await this.process(ops, firstTime, records);
     if (alone.length === 0) return;
     for (const entry of alone) {
       await this.o.settler.idle();
       if (this.o.stopping.aborted) return;
-      await this.process(ops, [entry], records);
+      // Counted only now, as it goes: one queued behind an email that kills the worker is not
+      // charged for that death.
+      const count = (await ops.beginRecovery('alone', [entry.id])).get(entry.id);
+      if (!count || count.taken < 0) continue;
+      const now = Date.now();
+      const record = parseFailureRecord(count.record);
+      const decision = decideOnUnfinished(count.taken + 1, record, { now, consumer: this.o.consumer, limit: this.o.maxUnfinished });
+      if (decision) {
+        const unfinished = emptySettlement(true);
+        addDeadLetter(unfinished, entry.id, decision.reason, decision.record, { group: this.o.group, now });
+        this.inHand.add(ops.account, [entry.id]);
+        await this.settle(ops, unfinished, [entry]);
+      } else {
+        await this.process(ops, [entry], record ? new Map([[entry.id, record]]) : records);
+      }
     }
     // The last one alone is recorded too before anything else is taken up.
     await this.o.settler.idle();
@@ -271,8 +279,11 @@ export class Deliverer {
         metrics.inFlight.set(this.delivering);
       }
       const again: number[] = [];
+      const gaveUp = giveUp.aborted;
       answers.forEach((answer, j) => {
         const index = waiting[j]!;
+        // Given up at the shutdown timeout: what the sink did not finish stays pending, uncharged.
+        if (gaveUp && answer.status === 'retry') return;
         if (answer.status !== 'delivered') metrics.deliveryFailures.inc({ sink: sink.kind, kind: answer.status === 'permanent' ? 'sink-rejected' : answer.kind ?? 'sink-failed' });
         // The sink is down, not the email at fault: keep it, uncharged, and send it again when the
         // breaker lets calls through. One email failing alone among good ones is charged, and so

@@ -13,7 +13,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     settleBatch(numberOfKeys: number, ...keysAndArgs: Array<string | number>): Result<[acknowledged: number, retriesRecorded: number, deadLetterIds: Array<string | null>], Context>;
     claimDueRetries(stream: string, retries: string, failures: string, group: string, consumer: string, now: number, count: number): Result<[RawEntry[], Array<string | null>, string | null], Context>;
-    beginRecovery(handouts: string, failures: string, retries: string, ...ids: string[]): Result<Array<[handouts: number, record: string | null]>, Context>;
+    beginRecovery(handouts: string, failures: string, retries: string, mode: 'batch' | 'alone', ...ids: string[]): Result<Array<[taken: number, record: string | null]>, Context>;
     touchPending(stream: string, group: string, consumer: string, ...ids: string[]): Result<number, Context>;
     claimOrphans(stream: string, retries: string, group: string, consumer: string, minIdleMs: number, count: number, scan: number): Result<Array<[string, string[] | false, number]>, Context>;
     removeDeadConsumers(stream: string, group: string, minIdleMs: number, self: string): Result<string[], Context>;
@@ -28,8 +28,8 @@ export interface StreamOpsOptions {
   dedupeTtlSeconds: number;
 }
 
-/** An entry taken up again: how often without an outcome (0: waiting for its retry), and its record. */
-export interface RecoveryCount { handouts: number; record: string | null }
+/** An entry taken up again: how often it was taken up before without an outcome (-1: waiting for its retry), and its record. */
+export interface RecoveryCount { taken: number; record: string | null }
 
 export class StreamOps {
   readonly keys: AccountKeys;
@@ -98,12 +98,12 @@ export class StreamOps {
     return { due, records: byId, nextDueAt: next === null ? undefined : Number(next) };
   }
 
-  /** Counts one more take-up of each entry left behind (see beginRecovery-3.lua). */
-  async beginRecovery(ids: readonly string[]): Promise<Map<string, RecoveryCount>> {
+  /** Counts the take-up of entries left behind: in `batch` mode only those never taken up before (see beginRecovery-3.lua). */
+  async beginRecovery(mode: 'batch' | 'alone', ids: readonly string[]): Promise<Map<string, RecoveryCount>> {
     const counts = new Map<string, RecoveryCount>();
     if (ids.length === 0) return counts;
-    const reply = await this.redis.beginRecovery(this.groupKeys.handouts, this.groupKeys.failures, this.groupKeys.retries, ...ids);
-    reply.forEach(([handouts, record], i) => counts.set(ids[i]!, { handouts: Number(handouts), record }));
+    const reply = await this.redis.beginRecovery(this.groupKeys.handouts, this.groupKeys.failures, this.groupKeys.retries, mode, ...ids);
+    reply.forEach(([taken, record], i) => counts.set(ids[i]!, { taken: Number(taken), record }));
     return counts;
   }
 
