@@ -90,7 +90,7 @@ async function recovery(redis: LocalRedis, client: Redis, entries: number): Prom
   const claimIdleMs = 4_000;
   const claimableAt = Date.now() + claimIdleMs;
   const worker = await spawnDaemon('worker', { env: {
-    REDIS_URL: redis.url, IMAP_USER: account, SINK_URL: NOOP_SINK, LOG_LEVEL: 'warn', CLAIM_IDLE_MS: String(claimIdleMs), CLAIM_INTERVAL_MS: '50',
+    REDIS_URL: redis.url, IMAP_USER: account, SINK_URL: NOOP_SINK, LOG_LEVEL: 'warn', CLAIM_IDLE_MS: String(claimIdleMs), CLAIM_INTERVAL_MS: '100',
   } });
   try {
     await waitUntilReady(worker);
