@@ -16,7 +16,12 @@ import { spawnDaemon, startLocalStack, type LocalStack } from '../src/ops/local/
 import { watchMemory, type MemorySample } from './proc-stats.ts';
 import { measure, type BenchResult } from './results.ts';
 
-export interface ProducerBenchOptions { emails: number; log(line: string): void }
+export interface ProducerBenchOptions {
+  emails: number;
+  log(line: string): void;
+  /** Where the file blob store's temporary directory goes (its filesystem decides much). @default os.tmpdir() */
+  blobDir?: string | undefined;
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const FETCH_BATCH = 500;
@@ -125,7 +130,7 @@ export async function benchProducer(options: ProducerBenchOptions): Promise<Benc
     log(`producer: backfill of ${emails} mixed emails over TLS with mailstream producer`);
     const ours = await runProducer(stack, 'INBOX', 'mailstream', emails);
     log('producer: the same backfill with a file blob store');
-    const blobDir = mkdtempSync(join(tmpdir(), 'ms-bench-blobs-'));
+    const blobDir = mkdtempSync(join(options.blobDir ?? tmpdir(), 'ms-bench-blobs-'));
     let withStore: ProducerRun;
     try {
       withStore = await runProducer(stack, 'INBOX', 'blobs', emails, { BLOB_STORE_URL: `file://${blobDir}` });

@@ -1,7 +1,8 @@
 // `npm run bench`: one run on this machine, every measurement beside its baseline from the same
 // run on the same messages. Prints a table and writes bench/results/<timestamp>.json and
 // bench/results/latest.json. `--quick` uses small numbers (for a smoke test of the bench itself);
-// `--only worker,sink,producer,latency` runs some sections; `--results-dir DIR` writes elsewhere.
+// `--only worker,sink,producer,latency` runs some sections; `--results-dir DIR` writes elsewhere;
+// `--blob-dir DIR` puts the producer's file blob store on that filesystem (the disk you will use).
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,7 +21,7 @@ type Section = (typeof SECTIONS)[number];
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'results-dir': { type: 'string' } },
+    options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'results-dir': { type: 'string' }, 'blob-dir': { type: 'string' } },
   });
   const size = values.quick ? SIZES.quick : SIZES.full;
   const only = (values.only?.split(',').map((s) => s.trim()) ?? [...SECTIONS]) as Section[];
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
   const results: BenchResult[] = [];
   if (only.includes('worker')) results.push(...await benchWorker({ entries: size.workerEntries, scaling: size.workerProcesses, log }));
   if (only.includes('sink')) results.push(...await benchSinks({ webhookEmails: size.sinkEmails, postgresEmails: size.sinkEmails, rounds: size.sinkRounds, log }));
-  if (only.includes('producer')) results.push(...await benchProducer({ emails: size.producerEmails, log }));
+  if (only.includes('producer')) results.push(...await benchProducer({ emails: size.producerEmails, log, blobDir: values['blob-dir'] }));
   if (only.includes('latency')) results.push(...await benchLatency({ emails: size.latencyEmails, perSecond: size.latencyRate, log }));
 
   process.stdout.write(formatTable(results));

@@ -1,7 +1,7 @@
 // `mailstream demo` as an operator runs it, from an empty directory with nothing configured: every
 // seeded and live email lands in demo-output/emails.jsonl exactly once, the output says where to
 // look, and everything the demo started is gone afterwards, also when it is stopped by a signal.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -59,6 +59,14 @@ describe('mailstream demo', () => {
     expect(result.stdout).toMatch(/http:\/\/127\.0\.0\.1:\d+\/status/);
     expect(result.stdout).toMatch(/REDIS_URL=redis:\/\/127\.0\.0\.1:\d+ IMAP_USER=\S+ npx mailstream status/);
     expect(result.stdout).toContain(join(cwd, 'demo-output', 'emails.jsonl'));
+    // Raw sources in the demo's own blob store, where the output says.
+    expect(result.stdout).toContain(join(cwd, 'demo-output', 'blobs'));
+    for (const line of lines) {
+      const raw = emailOf(line).raw as { ref: string } | undefined;
+      expect(raw?.ref).toMatch(/^sha256:/);
+      const sha = raw!.ref.slice('sha256:'.length);
+      expect(existsSync(join(cwd, 'demo-output', 'blobs', 'sha256', sha.slice(0, 2), sha.slice(2, 4), sha))).toBe(true);
+    }
 
     const pids = reportedPids(result.stdout);
     expect(pids.map((p) => p.name).sort()).toEqual(['dovecot', 'producer', 'redis-server', 'worker']);

@@ -1,11 +1,12 @@
 // `mailstream demo`: the whole pipeline on this machine with nothing configured. A private Redis
 // and Dovecot, sample mail seeded into the mailbox, `mailstream producer` and `mailstream worker`
 // as child processes writing to demo-output/emails.jsonl, live counts, then a few new emails
-// delivered through IMAP APPEND (the producer hears of them through IDLE). Everything it starts
-// it stops again, on completion, on Ctrl-C/SIGTERM, or when a part fails.
+// delivered through IMAP APPEND (the producer hears of them through IDLE). The producer keeps raw
+// sources, attachments and long bodies in a file blob store, demo-output/blobs. Everything it
+// starts it stops again, on completion, on Ctrl-C/SIGTERM, or when a part fails.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { sleep } from '../../core/backoff.ts';
 import { MailstreamError } from '../../core/errors.ts';
 import { accountKeys } from '../../core/keys.ts';
@@ -58,7 +59,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   mkdirSync(options.outDir, { recursive: true });
   const outputFile = join(options.outDir, 'emails.jsonl');
   const logs = { producer: join(options.outDir, 'producer.log'), worker: join(options.outDir, 'worker.log') };
+  const blobDir = join(options.outDir, 'blobs');
   for (const file of [outputFile, ...Object.values(logs)]) rmSync(file, { force: true });
+  rmSync(blobDir, { recursive: true, force: true });
+  const blobs = { BLOB_STORE_URL: pathToFileURL(blobDir).href };
 
   const expected = options.emails + options.live;
   const deliveries = trackDeliveries([outputFile]);
@@ -74,9 +78,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     out.write(`Seeded ${mails.length} sample emails into ${stack.user}'s INBOX.\n`);
 
     const sinkUrl = pathToFileURL(outputFile).href;
-    daemons.push(await spawnDaemon('producer', { env: stack.producerEnv(), logFile: logs.producer, spawn, detached: true }));
-    daemons.push(await spawnDaemon('worker', { env: stack.workerEnv(sinkUrl), logFile: logs.worker, spawn, detached: true }));
-    printWhereToLook(out, stack, daemons, outputFile, logs);
+    daemons.push(await spawnDaemon('producer', { env: stack.producerEnv(blobs), logFile: logs.producer, spawn, detached: true }));
+    daemons.push(await spawnDaemon('worker', { env: stack.workerEnv(sinkUrl, blobs), logFile: logs.worker, spawn, detached: true }));
+    printWhereToLook(out, stack, daemons, outputFile, logs, blobs.BLOB_STORE_URL);
 
     redis = createRedis({ url: stack.redisUrl, name: 'mailstream:demo', maxRetriesPerRequest: 1 });
     const stream = accountKeys(PREFIX, stack.user).stream;
@@ -133,15 +137,17 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   return { expected, delivered: deliveries.distinct(), duplicates, processes };
 }
 
-function printWhereToLook(out: NodeJS.WritableStream, stack: LocalStack, daemons: DaemonProcess[], outputFile: string, logs: Record<string, string>): void {
+function printWhereToLook(out: NodeJS.WritableStream, stack: LocalStack, daemons: DaemonProcess[], outputFile: string, logs: Record<string, string>, blobStoreUrl: string): void {
   const lines = [
     '',
     'Where to look:',
     ...daemons.map((d) => `  ${d.role.padEnd(8)} ${d.httpUrl}/metrics  ${d.httpUrl}/status  ${d.httpUrl}/ready  (log: ${logs[d.role]})`),
     `  output   ${outputFile}  (one JSON email per line)`,
+    `  blobs    ${fileURLToPath(blobStoreUrl)}  (raw sources, attachments, long bodies; each email's raw.ref and attachments[].ref point here)`,
     `  redis    ${stack.redisUrl}  (stream ${accountKeys(PREFIX, stack.user).stream})`,
     '  try, in another terminal:',
     `    REDIS_URL=${stack.redisUrl} IMAP_USER=${stack.user} npx mailstream status`,
+    `    BLOB_STORE_URL=${blobStoreUrl} npx mailstream blob stat`,
     '',
   ];
   out.write(`${lines.join('\n')}\n`);
