@@ -214,7 +214,14 @@ export class FileBlobStore implements BlobStore {
 
   private async ensureDir(dir: string): Promise<void> {
     if (this.made.has(dir)) return;
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const first = await mkdir(dir, { recursive: true, mode: 0o700 });
+    // A directory made just now is durable only once its parent is synced (each new level's).
+    if (first !== undefined && this.fsync) {
+      for (let level = dir; ; level = dirname(level)) {
+        await syncDir(dirname(level));
+        if (level === first || dirname(level) === level) break;
+      }
+    }
     this.made.add(dir);
   }
 
