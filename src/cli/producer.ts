@@ -8,10 +8,9 @@ export function registerProducer(program: Command): void {
     .action(action(async (opts: { dryRun?: boolean }, command: Command) => {
       const { config, logger } = commandContext(command, 'producer');
       // Every account: the accounts file's, or the one of IMAP_USER.
-      const { accountFromConfig } = await import('../producer/account.ts');
+      const { accountFromConfig, checkConnectionBudgets } = await import('../producer/account.ts');
       const accounts = config.accounts.map(accountFromConfig);
-      const { checkConnectionBudgets } = await import('../producer/leased-producer.ts');
-      checkConnectionBudgets(config, accounts);
+      checkConnectionBudgets(accounts, config.accountsFile !== undefined);
       if (opts.dryRun) {
         // Entries own stdout; logs go to stderr.
         const { createLogger } = await import('../core/logger.ts');

@@ -2,6 +2,7 @@
 // settings (IMAP_*, OAUTH2_*) today, an accounts file for scale-out.
 import type { Config } from '../config/load.ts';
 import type { OAuthProvider } from '../config/oauth-providers.ts';
+import { ConfigError } from '../core/errors.ts';
 
 export type AccountAuth =
   | { kind: 'password'; password: string }
@@ -42,4 +43,19 @@ export function accountFromConfig(source: AccountSource): AccountSettings {
     mailboxes: [...imap.mailboxes],
     maxConnections: imap.maxConnections,
   };
+}
+
+/** What is wrong when one connection per mailbox does not fit the account's limit (Gmail refuses past about 15). */
+export function connectionBudgetProblem(account: AccountSettings, mailboxes = account.mailboxes.length): string | undefined {
+  if (mailboxes <= account.maxConnections) return undefined;
+  return `${mailboxes} mailboxes need as many connections, more than IMAP_MAX_CONNECTIONS=${account.maxConnections}`;
+}
+
+/** Start-up check of every account; the error names the setting to change (the accounts file for its accounts). */
+export function checkConnectionBudgets(accounts: readonly AccountSettings[], fromAccountsFile: boolean): void {
+  for (const account of accounts) {
+    const problem = connectionBudgetProblem(account);
+    if (!problem) continue;
+    throw fromAccountsFile ? new ConfigError('ACCOUNTS_FILE', `account ${account.account}: ${problem}`) : new ConfigError('IMAP_MAILBOXES', problem);
+  }
 }

@@ -12,7 +12,7 @@ import { connectImap } from './imap-connect.ts';
 import { settlePosition } from './mailbox-position.ts';
 import { syncNewMail } from './mailbox-sync.ts';
 import { createParsePool, parseThreadCount } from './parse-pool.ts';
-import { createAccountContext } from './producer.ts';
+import { createAccountContext } from './account-runners.ts';
 import type { Appender } from './stream-append.ts';
 
 export async function dryRun(options: { config: Readonly<Config>; account: AccountSettings; redis: RedisClient; logger: Logger; out: Writable }): Promise<number> {

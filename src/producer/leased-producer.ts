@@ -4,30 +4,17 @@
 // mailboxes between them and take over those of a producer that stops or dies.
 import type { Config } from '../config/load.ts';
 import { openBlobStore } from '../core/blobs/open-store.ts';
-import { ConfigError } from '../core/errors.ts';
 import type { DaemonContext, RoleParts } from '../core/daemon.ts';
 import { globalKeys } from '../core/keys.ts';
 import type { AccountSettings } from './account.ts';
 import { createBlobHealth } from './blob-health.ts';
-import { LeaseManager, type HeldLease } from './leases.ts';
+import { LeaseManager, mailboxRefId, type HeldLease } from './leases.ts';
 import type { MailboxRunner } from './mailbox-runner.ts';
 import { createParsePool, parseThreadCount } from './parse-pool.ts';
-import { accountRunners, checkConnectionBudget, createAccountContext, type AccountRunners } from './producer.ts';
+import { accountRunners, createAccountContext, type AccountRunners } from './account-runners.ts';
 import { createRedisMemoryWatch } from './redis-memory.ts';
 
 interface Running { lease: HeldLease; runner: MailboxRunner }
-
-const refId = (account: string, mailbox: string) => `${account}\u0000${mailbox}`;
-
-/** One connection per mailbox must fit each account's limit (Gmail refuses past about 15). */
-export function checkConnectionBudgets(config: Readonly<Config>, accounts: readonly AccountSettings[]): void {
-  for (const account of accounts) {
-    if (!config.accountsFile) checkConnectionBudget(account);
-    else if (account.mailboxes.length > account.maxConnections) {
-      throw new ConfigError('ACCOUNTS_FILE', `account ${account.account}: ${account.mailboxes.length} mailboxes need as many connections, more than IMAP_MAX_CONNECTIONS=${account.maxConnections}`);
-    }
-  }
-}
 
 export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly AccountSettings[]): Promise<RoleParts> {
   const { config, redis, metrics, logger } = ctx;
@@ -64,11 +51,11 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
           // The append refused our token: the lease expired under us and another producer has it.
           onLeaseLost: () => void leases.lost(lease),
         });
-        running.set(refId(lease.account, lease.mailbox), { lease, runner });
+        running.set(mailboxRefId(lease), { lease, runner });
         runner.start();
       },
       async stop(lease) {
-        const id = refId(lease.account, lease.mailbox);
+        const id = mailboxRefId(lease);
         const entry = running.get(id);
         if (!entry || entry.lease.token !== lease.token) return;
         running.delete(id);

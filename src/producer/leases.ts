@@ -55,7 +55,8 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-const refId = (ref: MailboxRef) => `${ref.account}\u0000${ref.mailbox}`;
+/** One mailbox of one account, as a map key. */
+export const mailboxRefId = (ref: MailboxRef): string => `${ref.account}\u0000${ref.mailbox}`;
 
 /** How many leases one of `producers` live producers should hold. */
 export function fairShare(mailboxes: number, producers: number): number {
@@ -110,7 +111,7 @@ export class LeaseManager {
 
   /** The runner saw the append refuse its token: forget that lease so the mailbox can be won back later. */
   async lost(lease: HeldLease): Promise<void> {
-    const slot = this.#held.get(refId(lease));
+    const slot = this.#held.get(mailboxRefId(lease));
     if (slot && slot.lease.token === lease.token) await this.#drop(slot, 'lost');
   }
 
@@ -168,7 +169,7 @@ export class LeaseManager {
     // Start at a random place so producers that look at the same moment do not race for the same
     // keys; ask for `room` free mailboxes at a time, in one round trip.
     const offset = Math.floor(Math.random() * mailboxes.length);
-    const candidates = mailboxes.map((_, i) => mailboxes[(offset + i) % mailboxes.length]!).filter((ref) => !this.#held.has(refId(ref)));
+    const candidates = mailboxes.map((_, i) => mailboxes[(offset + i) % mailboxes.length]!).filter((ref) => !this.#held.has(mailboxRefId(ref)));
     while (room > 0 && candidates.length > 0 && !this.#stopped) {
       const tries = candidates.splice(0, room);
       const sentAt = Date.now();
@@ -181,7 +182,7 @@ export class LeaseManager {
         const token = tokens[i];
         if (!token) return;
         const lease: HeldLease = { ...ref, token, acquiredAt: sentAt };
-        this.#held.set(refId(ref), { lease, renewedAt: sentAt, releasing: false, renewing: false });
+        this.#held.set(mailboxRefId(ref), { lease, renewedAt: sentAt, releasing: false, renewing: false });
         room--;
         this.#count(ref.account, 'acquired');
         this.#o.logger.info({ account: ref.account, mailbox: ref.mailbox, lease: token, producers: this.#producers, share }, 'lease acquired');
@@ -197,21 +198,21 @@ export class LeaseManager {
     // line is logged before the key is deleted, so no other producer's `lease acquired` can come
     // before it in the logs.
     await this.#o.handlers.stop(lease, 'released');
-    const mine = this.#held.get(refId(lease)) === slot;
+    const mine = this.#held.get(mailboxRefId(lease)) === slot;
     if (mine) this.#o.logger.info({ account: lease.account, mailbox: lease.mailbox, lease: lease.token }, 'lease released');
     const key = accountKeys(this.#o.prefix, lease.account).lease(lease.mailbox);
     await within(this.#o.redis.releaseLease(key, lease.token), this.#every).catch((err: unknown) => {
       this.#o.logger.warn({ err, account: lease.account, mailbox: lease.mailbox }, 'lease not deleted from Redis; it will expire');
     });
-    if (!mine || this.#held.get(refId(lease)) !== slot) return;
-    this.#held.delete(refId(lease));
+    if (!mine || this.#held.get(mailboxRefId(lease)) !== slot) return;
+    this.#held.delete(mailboxRefId(lease));
     this.#count(lease.account, 'released');
   }
 
   async #drop(slot: Slot, reason: 'lost'): Promise<void> {
     const { lease } = slot;
-    if (this.#held.get(refId(lease)) !== slot) return;
-    this.#held.delete(refId(lease));
+    if (this.#held.get(mailboxRefId(lease)) !== slot) return;
+    this.#held.delete(mailboxRefId(lease));
     this.#count(lease.account, reason);
     this.#o.logger.warn({ account: lease.account, mailbox: lease.mailbox, lease: lease.token }, 'lease lost: another producer holds the mailbox now');
     // A release in progress is already stopping the runner.

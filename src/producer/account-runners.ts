@@ -2,7 +2,7 @@
 // breakers) and a factory of its mailbox runners. The role itself, which runs exactly the runners
 // whose leases this producer holds, is in leased-producer.ts.
 import { breakerStateName, createBreaker, type Breaker } from '../core/breaker.ts';
-import { ConfigError, LeaseLostError, StaleUidValidityError } from '../core/errors.ts';
+import { LeaseLostError, StaleUidValidityError } from '../core/errors.ts';
 import { accountKeys } from '../core/keys.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
@@ -17,9 +17,9 @@ import type { AccountContext } from './mailbox-context.ts';
 import { createImapBreaker, createMailboxRunner, type MailboxRunner, type RunnerOptions } from './mailbox-runner.ts';
 import type { ParsePool } from './parse-pool.ts';
 import { createStreamAppender, type Appender, type AppendResult, type BatchAppend } from './stream-append.ts';
+import { createStreamGate } from './stream-gate.ts';
 
 const APPEND_TIMEOUT_MS = 15_000;
-import { createStreamGate } from './stream-gate.ts';
 
 export function syncSettings(config: Readonly<Config>): AccountContext['settings'] {
   const { imap, producer } = config;
@@ -85,11 +85,4 @@ export function accountRunners(context: AccountContext): AccountRunners {
     runner: (mailbox, options = {}) => createMailboxRunner(context, mailbox, { ...options, imapBreaker }),
     breakers: () => ({ imap: breakerStateName(imapBreaker), ...(context.appendBreaker ? { redis: breakerStateName(context.appendBreaker) } : {}) }),
   };
-}
-
-/** One connection per mailbox must fit the account's limit (Gmail refuses past about 15). */
-export function checkConnectionBudget(account: AccountSettings): void {
-  if (account.mailboxes.length > account.maxConnections) {
-    throw new ConfigError('IMAP_MAILBOXES', `${account.mailboxes.length} mailboxes need as many connections, more than IMAP_MAX_CONNECTIONS=${account.maxConnections}`);
-  }
 }
