@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../core/errors.ts';
 import { loadAccounts, singleAccount, type AccountConfig } from './accounts.ts';
 import { ENDPOINT_SETTINGS, resolveProvider, type Explicit, type OAuthProvider } from './oauth-providers.ts';
-import { SETTINGS, type Role, type SettingName } from './settings.ts';
+import { SETTINGS, type Role, type SettingName, type SettingSpec } from './settings.ts';
 
 export type StartFrom = { kind: 'all' } | { kind: 'now' } | { kind: 'date'; date: Date };
 
@@ -126,6 +126,15 @@ function parseSettings(env: Record<string, string | undefined>): Parsed {
   return out as Parsed;
 }
 
+/** Every setting the role needs (SettingSpec.requiredFor) is there, or start-up stops naming the first missing. */
+function checkRequired(role: Role, s: Parsed): void {
+  for (const [name, spec] of Object.entries(SETTINGS) as Array<[SettingName, SettingSpec]>) {
+    if (!spec.requiredFor?.includes(role) || s[name] !== undefined) continue;
+    if (spec.unlessSet !== undefined && s[spec.unlessSet as SettingName] !== undefined) continue;
+    throw new ConfigError(name, `required for the ${role}${spec.unlessSet ? ` (unless ${spec.unlessSet} is set)` : ''}: ${spec.doc}`);
+  }
+}
+
 function require<T>(name: SettingName, value: T | undefined, why: string): T {
   if (value === undefined) throw new ConfigError(name, `required ${why}`);
   return value;
@@ -140,13 +149,13 @@ const DEFAULT_PORTS: Record<Role, number> = { producer: 9464, worker: 9465, admi
 
 export function loadConfig(role: Role, env: Record<string, string | undefined>): Readonly<Config> {
   const s = parseSettings(env);
+  checkRequired(role, s);
   const str = (n: SettingName) => s[n] as string | undefined;
   const num = (n: SettingName) => s[n] as number;
 
   const accountsFile = str('ACCOUNTS_FILE');
   readable('ACCOUNTS_FILE', accountsFile);
-  const needsAccount = (role === 'producer' || role === 'worker') && accountsFile === undefined;
-  const user = needsAccount ? require('IMAP_USER', str('IMAP_USER'), `for the ${role} (the account to ${role === 'producer' ? 'read' : 'deliver'})`) : (str('IMAP_USER') ?? '');
+  const user = str('IMAP_USER') ?? '';
 
   const auth = s.IMAP_AUTH as 'oauth2' | 'password';
   const serviceAccountFile = str('OAUTH2_SERVICE_ACCOUNT_FILE');
@@ -171,7 +180,7 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
     if (unset) throw new ConfigError(ENDPOINT_SETTINGS[unset], `required when OAUTH2_PROVIDER=${provider}`);
   }
   if (provider === 'microsoft' && serviceAccountFile !== undefined) throw new ConfigError('OAUTH2_SERVICE_ACCOUNT_FILE', 'a service account (domain-wide delegation) is Google\'s; not with OAUTH2_PROVIDER=microsoft');
-  const sinkUrl = role === 'worker' ? require('SINK_URL', str('SINK_URL'), 'for the worker') : (str('SINK_URL') ?? '');
+  const sinkUrl = str('SINK_URL') ?? '';
   if (num('RETRY_MAX_MS') < num('RETRY_BASE_MS')) throw new ConfigError('RETRY_MAX_MS', 'must be at least RETRY_BASE_MS');
 
   const startFromRaw = s.START_FROM as string;

@@ -13,8 +13,10 @@ export interface SettingSpec {
   doc: string;
   /** A secret: never echoed in errors, logs or `status`. */
   secret?: boolean;
-  /** Roles for which the setting must be present (when no default). */
+  /** Roles for which the setting must be present (when no default); the loader checks it. */
   requiredFor?: Role[];
+  /** Not required when this other setting is set (ACCOUNTS_FILE replaces the single-account ones). */
+  unlessSet?: string;
 }
 
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], {
@@ -74,7 +76,7 @@ export const SETTINGS = {
   IMAP_PORT: { schema: int(1, 65535), default: '993', doc: 'IMAP port' },
   IMAP_SECURE: { schema: bool, default: 'true', doc: 'implicit TLS (true) or plain/STARTTLS (false)' },
   IMAP_TLS_CA_FILE: { schema: nonEmpty, doc: 'extra CA certificate (PEM) to trust, for private servers; certificate checks are never turned off' },
-  IMAP_USER: { schema: nonEmpty, requiredFor: ['producer'], doc: 'account (email address); also names the stream' },
+  IMAP_USER: { schema: nonEmpty, requiredFor: ['producer', 'worker'], unlessSet: 'ACCOUNTS_FILE', doc: 'account (email address); also names the stream' },
   IMAP_AUTH: { schema: z.enum(['oauth2', 'password'], { error: 'expected oauth2 or password' }), default: 'oauth2', doc: 'oauth2 (XOAUTH2, Gmail) or password' },
   IMAP_PASSWORD: { schema: nonEmpty, secret: true, doc: 'password when IMAP_AUTH=password' },
   IMAP_MAILBOXES: { schema: list, default: 'INBOX', doc: 'comma-separated mailboxes, one IMAP connection each' },
