@@ -89,6 +89,13 @@ export interface Config {
     sinkUrl: string;
     webhookSecret: string | undefined;
     webhookTimeoutMs: number;
+    /** What sinks get of text and html a blob store holds whole: read back (whole) or the entry's start (inline). */
+    bodies: 'whole' | 'inline';
+    /** Read-back bodies are cut to this (MAX_BODY_BYTES, as the producer cuts without a store). */
+    maxBodyBytes: number;
+    webhookAttachments: 'urls' | 'refs' | 'inline';
+    webhookInlineMaxBytes: number;
+    blobUrlTtlSeconds: number;
     maxAttempts: number;
     /** Hand-outs ending with no outcome (a worker dying on the email) before the DLQ. */
     maxUnfinishedDeliveries: number;
@@ -266,6 +273,11 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
       sinkUrl,
       webhookSecret: str('WEBHOOK_SECRET'),
       webhookTimeoutMs: num('WEBHOOK_TIMEOUT_MS'),
+      bodies: s.SINK_BODIES as 'whole' | 'inline',
+      maxBodyBytes: num('MAX_BODY_BYTES'),
+      webhookAttachments: s.WEBHOOK_ATTACHMENTS as 'urls' | 'refs' | 'inline',
+      webhookInlineMaxBytes: num('WEBHOOK_INLINE_MAX_BYTES'),
+      blobUrlTtlSeconds: num('BLOB_URL_TTL_S'),
       maxAttempts: num('MAX_ATTEMPTS'),
       maxUnfinishedDeliveries: num('MAX_UNFINISHED_DELIVERIES'),
       retryBaseMs: num('RETRY_BASE_MS'),

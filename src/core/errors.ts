@@ -24,6 +24,8 @@ export const ERROR_KINDS = {
   'sink-rate-limited': { dependency: 'sink', waitOut: false, permanent: false, doc: 'the sink asked us to slow down (429): retry after its Retry-After' },
   'sink-timeout': { dependency: 'sink', waitOut: true, permanent: false, doc: 'the sink did not answer in time' },
   'sink-unavailable': { dependency: 'sink', waitOut: true, permanent: false, doc: 'the sink is down or unreachable (connection refused, 502/503/504, database down)' },
+  // The blob store as the worker reads it back (src/worker/sinks/blob-bodies.ts, a module's ctx.blobs).
+  'blob-unavailable': { dependency: 'blob-store', waitOut: true, permanent: false, doc: 'the blob store did not give back an object an email refers to (down, unreachable, or no BLOB_STORE_URL in the worker): the email waits' },
   // A Redis reply (classified from the protocol's error code, the reply's first word).
   'redis-oom': { dependency: 'redis', waitOut: true, permanent: false, doc: 'Redis is at maxmemory under noeviction and refuses writes' },
   'redis-readonly': { dependency: 'redis', waitOut: true, permanent: false, doc: 'the Redis node is a read-only replica (failover under way)' },
@@ -44,6 +46,8 @@ export const ERROR_KINDS = {
 
 export type ErrorKind = keyof typeof ERROR_KINDS;
 export type SinkFailureKind = Extract<ErrorKind, `sink-${string}`>;
+/** What a delivery may be retried as: the sink's own failures, or the blob store's the worker reads emails' blobs from. */
+export type DeliveryRetryKind = Exclude<SinkFailureKind, 'sink-rejected'> | 'blob-unavailable';
 
 /** A setting is missing or wrong. `setting` names the variable the operator must change. */
 export class ConfigError extends MailstreamError {
@@ -82,9 +86,9 @@ export class PermanentDeliveryError extends MailstreamError {
 export class TransientDeliveryError extends MailstreamError {
   /** Server-requested wait before the next attempt (HTTP Retry-After), if any. */
   readonly retryAfterMs: number | undefined;
-  /** Which kind of failure: `sink-unavailable` / `sink-timeout` make the worker wait for the sink. */
-  readonly kind: SinkFailureKind;
-  constructor(message: string, options?: { cause?: unknown; retryAfterMs?: number; code?: string; kind?: Exclude<SinkFailureKind, 'sink-rejected'> }) {
+  /** Which kind of failure: `sink-unavailable` / `sink-timeout` / `blob-unavailable` make the worker wait for the dependency. */
+  readonly kind: DeliveryRetryKind;
+  constructor(message: string, options?: { cause?: unknown; retryAfterMs?: number; code?: string; kind?: DeliveryRetryKind }) {
     super(options?.code ?? 'ERR_TRANSIENT_DELIVERY', message, options);
     this.retryAfterMs = options?.retryAfterMs;
     this.kind = options?.kind ?? 'sink-failed';

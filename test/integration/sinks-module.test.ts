@@ -198,10 +198,10 @@ describe('mailstream/sink', () => {
   }
 
   it('resolves through a node_modules symlink to the repository (as `npm install /path/to/mailstream` makes)', async () => {
-    expect(await importIn(dir)).toBe('PermanentDeliveryError,TransientDeliveryError sink-timeout true');
+    expect(await importIn(dir)).toBe('BlobNotFoundError,BlobStoreUnavailableError,PermanentDeliveryError,TransientDeliveryError sink-timeout true');
   });
 
   it('resolves inside the repository itself (self-reference)', async () => {
-    expect(await importIn(ROOT)).toBe('PermanentDeliveryError,TransientDeliveryError sink-timeout true');
+    expect(await importIn(ROOT)).toBe('BlobNotFoundError,BlobStoreUnavailableError,PermanentDeliveryError,TransientDeliveryError sink-timeout true');
   });
 });

@@ -1,11 +1,23 @@
 // What a `module://` handler sees of mailstream. Users import it as `mailstream/sink`
 // (src/sink.ts, package.json "exports"); docs/sinks.md describes the contract.
+import type { Readable } from 'node:stream';
 import type { EmailEntry } from '../../core/entry.ts';
 import type { Outcome } from './types.ts';
 
-export { PermanentDeliveryError, TransientDeliveryError } from '../../core/errors.ts';
-export type { SinkFailureKind } from '../../core/errors.ts';
+export { BlobNotFoundError, BlobStoreUnavailableError, PermanentDeliveryError, TransientDeliveryError } from '../../core/errors.ts';
+export type { DeliveryRetryKind, SinkFailureKind } from '../../core/errors.ts';
 export type { EmailEntry, Outcome };
+
+/** The blob store (BLOB_STORE_URL), for the refs of an email: `raw.ref`, `attachments[i].ref`, `textRef`, `htmlRef`. */
+export interface BlobReader {
+  /**
+   * The object's bytes. Rejects with BlobNotFoundError when the store holds none under `ref`
+   * (thrown on from a handler: the email goes to the DLQ), with BlobStoreUnavailableError when the
+   * store does not answer or the worker has none (thrown on: the email waits for the store,
+   * uncharged while most of the batch does).
+   */
+  open(ref: string): Promise<Readable>;
+}
 
 /** The second argument of `handle(email, ctx)`. */
 export interface HandlerContext {
@@ -18,6 +30,7 @@ export interface HandlerContext {
   attempt: number;
   /** Aborted when the worker gives up on this delivery (shutdown). */
   signal: AbortSignal;
+  blobs: BlobReader;
 }
 
 /** One email of a batch, beside `emails[i]` at the same index. */
@@ -36,6 +49,7 @@ export interface BatchContext {
   deliveries: BatchDelivery[];
   /** Aborted when the worker gives up on this batch (shutdown). */
   signal: AbortSignal;
+  blobs: BlobReader;
 }
 
 /** The argument of `init(ctx)`. */

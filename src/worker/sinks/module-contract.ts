@@ -2,19 +2,19 @@
 // a usable module, what a thrown error means, and how a `handleBatch` answer becomes outcomes.
 // The handler may load its own copy of mailstream's errors, so errors are recognised by their
 // `permanent` flag and class name as well as by instanceof.
-import { ERROR_KINDS, isPermanent, TransientDeliveryError, type SinkFailureKind } from '../../core/errors.ts';
+import { ERROR_KINDS, isPermanent, TransientDeliveryError, type DeliveryRetryKind } from '../../core/errors.ts';
 import type { SinkModule } from './module-api.ts';
 import type { Outcome } from './types.ts';
 
 /** Reasons end up in failure records and the DLQ: long handler messages are cut. */
 export const REASON_MAX_CHARS = 500;
 
-type RetryKind = Exclude<SinkFailureKind, 'sink-rejected'>;
+type RetryKind = DeliveryRetryKind;
 
 const NAMES = ['handle', 'handleBatch', 'init', 'close'] as const;
 
 function isRetryKind(value: unknown): value is RetryKind {
-  return typeof value === 'string' && value.startsWith('sink-') && value in ERROR_KINDS && !ERROR_KINDS[value as SinkFailureKind].permanent;
+  return typeof value === 'string' && (value.startsWith('sink-') || value === 'blob-unavailable') && value in ERROR_KINDS && !ERROR_KINDS[value as RetryKind].permanent;
 }
 
 function cut(text: string): string {
@@ -57,6 +57,11 @@ export function messageOf(err: unknown): string {
 
 /** What a handler's throw means for its email (or, from `handleBatch`, for each email of the batch). */
 export function outcomeOfThrow(err: unknown): Outcome {
+  // What ctx.blobs.open rejected with, thrown on by the handler: a missing blob never appears,
+  // a store that does not answer is waited for.
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  if (code === 'ERR_BLOB_NOT_FOUND') return { status: 'permanent', reason: messageOf(err) };
+  if (code === 'ERR_BLOB_STORE_UNAVAILABLE') return { status: 'retry', reason: messageOf(err), kind: 'blob-unavailable' };
   if (isPermanent(err)) return { status: 'permanent', reason: messageOf(err) };
   if (err instanceof TransientDeliveryError || (err instanceof Error && err.name === 'TransientDeliveryError')) {
     const { kind, retryAfterMs } = err as { kind?: unknown; retryAfterMs?: unknown };

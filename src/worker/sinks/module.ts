@@ -5,7 +5,9 @@ import { pathToFileURL } from 'node:url';
 import { ConfigError, MailstreamError } from '../../core/errors.ts';
 import type { EmailEntry } from '../../core/entry.ts';
 import { deliverEach, InFlightLimit } from './in-flight.ts';
-import type { BatchContext, SinkModule } from './module-api.ts';
+import type { BlobStore } from '../../core/blobs/blob-store.ts';
+import { openBlob } from './blob-reads.ts';
+import type { BatchContext, BlobReader, SinkModule } from './module-api.ts';
 import { messageOf, moduleFunctions, outcomeOfThrow, outcomesOfBatch } from './module-contract.ts';
 import { DELIVERED, type Delivery, type Outcome, type Sink, type SinkOptions } from './types.ts';
 
@@ -31,23 +33,23 @@ async function load(path: string): Promise<SinkModule> {
   return checked.functions;
 }
 
-async function viaHandle(handle: NonNullable<SinkModule['handle']>, delivery: Delivery, signal: AbortSignal): Promise<Outcome> {
+async function viaHandle(handle: NonNullable<SinkModule['handle']>, delivery: Delivery, signal: AbortSignal, blobs: BlobReader): Promise<Outcome> {
   const email = parse(delivery);
   if (!email) return NOT_JSON;
   try {
-    await handle(email, { idempotencyKey: delivery.key, entryId: delivery.id, account: delivery.account, attempt: delivery.previousAttempts + 1, signal });
+    await handle(email, { idempotencyKey: delivery.key, entryId: delivery.id, account: delivery.account, attempt: delivery.previousAttempts + 1, signal, blobs });
     return DELIVERED;
   } catch (err) {
     return outcomeOfThrow(err);
   }
 }
 
-async function viaHandleBatch(handleBatch: NonNullable<SinkModule['handleBatch']>, batch: readonly Delivery[], signal: AbortSignal): Promise<Outcome[]> {
+async function viaHandleBatch(handleBatch: NonNullable<SinkModule['handleBatch']>, batch: readonly Delivery[], signal: AbortSignal, blobs: BlobReader): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   const emails: EmailEntry[] = [];
   /** Where in the batch each email handed over sits (emails that are not JSON are not handed over). */
   const positions: number[] = [];
-  const ctx: BatchContext = { account: batch[0]?.account ?? '', deliveries: [], signal };
+  const ctx: BatchContext = { account: batch[0]?.account ?? '', deliveries: [], signal, blobs };
   for (const [i, delivery] of batch.entries()) {
     const email = parse(delivery);
     outcomes.push(email ? DELIVERED : NOT_JSON);
@@ -71,18 +73,26 @@ async function viaHandleBatch(handleBatch: NonNullable<SinkModule['handleBatch']
 type DeliverBatch = (batch: readonly Delivery[], signal: AbortSignal) => Promise<Outcome[]>;
 
 /** `handleBatch` when the module has it, else `handle` per email under the in-flight limit. */
-function batchDeliverer(path: string, handler: SinkModule, limit: InFlightLimit): DeliverBatch {
+function batchDeliverer(path: string, handler: SinkModule, limit: InFlightLimit, blobs: BlobReader): DeliverBatch {
   const { handle, handleBatch } = handler;
-  if (handleBatch) return (batch, signal) => viaHandleBatch(handleBatch, batch, signal);
-  if (handle) return (batch, signal) => deliverEach(batch, limit, signal, (delivery) => viaHandle(handle, delivery, signal));
+  if (handleBatch) return (batch, signal) => viaHandleBatch(handleBatch, batch, signal, blobs);
+  if (handle) return (batch, signal) => deliverEach(batch, limit, signal, (delivery) => viaHandle(handle, delivery, signal, blobs));
   throw new ConfigError('SINK_URL', `module ${path}: it exports neither handle(email, ctx) nor handleBatch(emails, ctx)`);
 }
 
-/** Loads the module and runs its `init`; a module that cannot serve stops start-up here. */
-export async function createModuleSink(url: string, options: SinkOptions): Promise<Sink> {
+/** ctx.blobs: the worker's store, or one that says there is none. */
+export function blobReader(store: BlobStore | null): BlobReader {
+  return { open: (ref) => openBlob(store, ref) };
+}
+
+/**
+ * Loads the module and runs its `init`; a module that cannot serve stops start-up here. `store`
+ * is read through ctx.blobs; it is not the module sink's to close (see withBlobs).
+ */
+export async function createModuleSink(url: string, options: SinkOptions, store: BlobStore | null = null): Promise<Sink> {
   const path = decodeURIComponent(new URL(url).pathname);
   const handler = await load(path);
-  const deliverBatch = batchDeliverer(path, handler, new InFlightLimit(options.concurrency));
+  const deliverBatch = batchDeliverer(path, handler, new InFlightLimit(options.concurrency), blobReader(store));
   const lifetime = new AbortController();
   if (handler.init) {
     try {

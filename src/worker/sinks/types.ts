@@ -2,7 +2,7 @@
 // for each email whether it has it for good (delivered), may take it later (retry) or never will
 // (permanent); the worker turns those outcomes into acknowledgements, retry schedules and dead
 // letters in one Redis step per batch (src/core/scripts/settleBatch).
-import type { SinkFailureKind } from '../../core/errors.ts';
+import type { DeliveryRetryKind } from '../../core/errors.ts';
 import type { StreamEntry } from '../entries.ts';
 
 export type SinkKind = 'webhook' | 'postgres' | 'jsonl' | 'module';
@@ -13,14 +13,17 @@ export interface Delivery extends StreamEntry {
   previousAttempts: number;
 }
 
+/** Kinds a `retry` outcome may carry: a sink's own, or the blob store's the worker reads emails' blobs from. */
+export type RetryKind = DeliveryRetryKind;
+
 export type Outcome =
   | { status: 'delivered' }
   | {
     status: 'retry';
     /** Short, secret-free text kept in the failure record and, in the end, the DLQ. */
     reason: string;
-    /** `sink-unavailable` / `sink-timeout`: the sink itself is down; the worker waits for it. @default 'sink-failed' */
-    kind?: Exclude<SinkFailureKind, 'sink-rejected'>;
+    /** `sink-unavailable` / `sink-timeout` / `blob-unavailable`: the sink or the blob store is down; the worker waits for it. @default 'sink-failed' */
+    kind?: RetryKind;
     /** The sink asked for this wait before the next attempt (HTTP Retry-After). */
     retryAfterMs?: number;
   }

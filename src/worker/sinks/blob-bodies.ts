@@ -1,0 +1,162 @@
+// The blob store on the worker's side: a wrapper around the sink that reads back, before a batch
+// goes out, what its emails keep in the store and the sink should get. By default
+// (SINK_BODIES=whole) that is text and html the producer cut to INLINE_BODY_BYTES: they are read
+// back from textRef / htmlRef and cut to MAX_BODY_BYTES, so every sink gets the payload it got
+// without a store while Redis holds only the start. The webhook's attachment links and inline
+// content are added the same way (attachments-webhook.ts). An email that needs none of it passes
+// as it came, its JSON never parsed.
+//
+// A store that does not answer holds the whole batch back, every email as `retry` of kind
+// `blob-unavailable` (waitOut): the worker then waits for the store as for a sink that is down,
+// through the sink's breaker, charging no email an attempt. Holding only the emails that needed
+// the store would make them a minority of their batch, charged each try, and dead-lettered after
+// MAX_ATTEMPTS by an outage. A ref the store answers it does not hold is the email's own fault: a
+// `permanent` outcome naming the ref (DLQ; `mailstream blob check` lists such refs).
+import { refOf } from '../../core/blobs/blob-ref.ts';
+import { describeStore, type BlobStore } from '../../core/blobs/blob-store.ts';
+import type { EmailEntry } from '../../core/entry.ts';
+import { BlobNotFoundError, isPermanent } from '../../core/errors.ts';
+import { readTextStart } from './blob-reads.ts';
+import { InFlightLimit, NOT_ATTEMPTED } from './in-flight.ts';
+import type { Delivery, Outcome, Sink } from './types.ts';
+
+/** One change to an email before its sink sees it. */
+export interface EmailRewrite {
+  /** Whether an email may need it, from its JSON text alone (a wrong yes costs only a parse). */
+  wants(email: string): boolean;
+  /** Changes the parsed email in place; rejects as blob-reads.ts does. */
+  apply(email: EmailEntry, store: BlobStore | null, signal: AbortSignal): Promise<void>;
+}
+
+export interface BlobWrapperOptions {
+  /** Emails reading the store at once, across every call (WORKER_CONCURRENCY). */
+  concurrency: number;
+}
+
+/** The ref of empty content: /ready asks the store about it, a read that needs no write permission. */
+const PROBE_REF = refOf('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+const STORE_CHECK_TIMEOUT_MS = 1_000;
+
+/**
+ * Text and html read back whole (up to `maxBodyBytes`) where the entry holds only their start.
+ * The refs stay in the email; the truncation flags then say whether MAX_BODY_BYTES cut them.
+ */
+export function wholeBodies(maxBodyBytes: number): EmailRewrite {
+  return {
+    // Only a key can hold `"textRef":` unescaped: inside a JSON string the quotes would be `\"`.
+    wants: (email) => email.includes('"textRef":') || email.includes('"htmlRef":'),
+    async apply(email, store, signal) {
+      const [text, html] = await Promise.all([
+        typeof email.textRef === 'string' ? readTextStart(store, email.textRef, maxBodyBytes, signal) : undefined,
+        typeof email.htmlRef === 'string' ? readTextStart(store, email.htmlRef, maxBodyBytes, signal) : undefined,
+      ]);
+      if (text) { email.text = text.value; email.textTruncated = text.truncated; }
+      if (html) { email.html = html.value; email.htmlTruncated = html.truncated; }
+    },
+  };
+}
+
+type Prepared =
+  | { delivery: Delivery }
+  | { outcome: Outcome }
+  /** The store did not answer for this email: the reason. */
+  | { storeDown: string };
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The sink, fed emails rewritten by `rewrites` (in order) from `store`. Owns the store: checks it
+ * for /ready and closes it after the sink. With no rewrites it only does that (a module sink
+ * reading blobs itself through ctx.blobs).
+ */
+export function withBlobs(sink: Sink, store: BlobStore | null, rewrites: readonly EmailRewrite[], options: BlobWrapperOptions): Sink {
+  const reads = new InFlightLimit(options.concurrency);
+  /** Set when an email referred to a store this worker has none of: /ready says so. */
+  let storeMissing: string | undefined;
+  let closing: Promise<void> | undefined;
+
+  async function prepare(delivery: Delivery, signal: AbortSignal): Promise<Prepared> {
+    const wanted = rewrites.filter((r) => r.wants(delivery.email));
+    if (wanted.length === 0) return { delivery };
+    let email: EmailEntry;
+    try {
+      email = JSON.parse(delivery.email) as EmailEntry;
+    } catch {
+      return { delivery }; // the sink refuses what is not JSON, as it always has
+    }
+    if (!(await reads.acquire(signal))) return { outcome: NOT_ATTEMPTED };
+    try {
+      for (const rewrite of wanted) await rewrite.apply(email, store, signal);
+      return { delivery: { ...delivery, email: JSON.stringify(email) } };
+    } catch (err) {
+      if (signal.aborted) return { outcome: NOT_ATTEMPTED };
+      if (err instanceof BlobNotFoundError) {
+        return { outcome: { status: 'permanent', reason: `${err.message}: the email refers to a blob the store does not hold (collected, or not restored); see runbooks/blob-store.md` } };
+      }
+      if (isPermanent(err)) return { outcome: { status: 'permanent', reason: messageOf(err) } };
+      if (!store) storeMissing = messageOf(err);
+      return { storeDown: messageOf(err) };
+    } finally {
+      reads.release();
+    }
+  }
+
+  async function checkStore(): Promise<void> {
+    if (!store) {
+      if (storeMissing) throw new Error(storeMissing);
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('no answer')), STORE_CHECK_TIMEOUT_MS); });
+    try {
+      await Promise.race([store.stat(PROBE_REF), timeout]);
+    } catch (err) {
+      throw new Error(`blob store ${describeStore(store)} does not answer: ${messageOf(err)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    kind: sink.kind,
+    async deliver(batch, signal) {
+      const prepared = await Promise.all(batch.map((delivery) => prepare(delivery, signal)));
+      const down = prepared.find((p): p is { storeDown: string } => 'storeDown' in p);
+      if (down) {
+        return prepared.map((p): Outcome => {
+          if ('outcome' in p) return p.outcome;
+          const reason = 'storeDown' in p ? p.storeDown : `held with its batch: ${down.storeDown}`;
+          return { status: 'retry', kind: 'blob-unavailable', reason };
+        });
+      }
+      const outcomes: Outcome[] = prepared.map((p) => ('outcome' in p ? p.outcome : NOT_ATTEMPTED));
+      const sending: Delivery[] = [];
+      const positions: number[] = [];
+      prepared.forEach((p, i) => {
+        if ('delivery' in p) { sending.push(p.delivery); positions.push(i); }
+      });
+      if (sending.length === 0) return outcomes;
+      const answered = await sink.deliver(sending, signal);
+      if (answered.length !== sending.length) throw new Error(`sink ${sink.kind} answered ${answered.length} outcomes for ${sending.length} emails`);
+      positions.forEach((at, i) => { outcomes[at] = answered[i]!; });
+      return outcomes;
+    },
+    async check() {
+      const results = await Promise.allSettled([sink.check(), checkStore()]);
+      const problems = results.flatMap((r) => (r.status === 'rejected' ? [messageOf(r.reason)] : []));
+      if (problems.length > 0) throw new Error(problems.join('; '));
+    },
+    close() {
+      closing ??= (async () => {
+        try {
+          await sink.close();
+        } finally {
+          await store?.close();
+        }
+      })();
+      return closing;
+    },
+  };
+}
