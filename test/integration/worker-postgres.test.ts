@@ -59,7 +59,9 @@ it('two workers deliver 5,000 entries to PostgreSQL, every key exactly once', as
   expect(sample.rows[0]!.sent_at).toBeInstanceOf(Date);
   expect((sample.rows[0]!.email as { key: string }).key).toBe(keys[5]);
   const migrations = await db.query('SELECT version, name FROM mailstream_migrations');
-  expect(migrations.rows).toEqual([{ version: 1, name: '001_emails.sql' }]);
+  expect(migrations.rows).toEqual([{ version: 1, name: '001_emails.sql' }, { version: 2, name: '002_blob_refs.sql' }]);
+  const attachments = await db.query('SELECT attachment_index, filename, size_bytes, ref FROM email_attachments WHERE idempotency_key = $1', [keys[5]]);
+  expect(attachments.rows).toEqual([{ attachment_index: 0, filename: 'a.txt', size_bytes: '3', ref: null }]);
 
   expect(await Promise.all(workers.map((w) => w.stop()))).toEqual([0, 0]);
 });

@@ -8,10 +8,14 @@ import { classifyPostgresFailure, type PostgresFailure } from './postgres-failur
 import { migrate } from './postgres-migrate.ts';
 import { DELIVERED, type Delivery, type Outcome, type Sink } from './types.ts';
 
+// The email rows and, from the rows inserted, their attachments (migration 002): one statement,
+// so an email never lands without its attachment rows. A malformed attachment is skipped rather
+// than refusing the email.
 const INSERT = `
+WITH inserted AS (
 INSERT INTO emails (idempotency_key, account, mailbox, uid_validity, uid, message_id, from_address,
   to_addresses, subject, sent_at, internal_date, size_bytes, attachment_count, ingested_at,
-  stream_entry_id, email)
+  stream_entry_id, raw_ref, email)
 SELECT k, e->>'account', e->>'mailbox', e->>'uidValidity', (e->>'uid')::bigint, e->>'messageId',
   e->'envelope'->'from'->0->>'address',
   COALESCE(ARRAY(SELECT a->>'address' FROM jsonb_array_elements(
@@ -19,9 +23,17 @@ SELECT k, e->>'account', e->>'mailbox', e->>'uidValidity', (e->>'uid')::bigint, 
   e->'envelope'->>'subject', mailstream_timestamptz(e->'envelope'->>'date'),
   mailstream_timestamptz(e->>'internalDate'), (e->>'size')::bigint,
   CASE WHEN jsonb_typeof(e->'attachments') = 'array' THEN jsonb_array_length(e->'attachments') ELSE 0 END,
-  mailstream_timestamptz(e->>'ingestedAt'), id, e
+  mailstream_timestamptz(e->>'ingestedAt'), id, e->'raw'->>'ref', e
 FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS t(k, id, e)
-ON CONFLICT (idempotency_key) DO NOTHING`;
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING idempotency_key, email->'attachments' AS attachments)
+INSERT INTO email_attachments (idempotency_key, attachment_index, filename, content_type, size_bytes, sha256, ref, content_id, disposition)
+SELECT i.idempotency_key, (a.ord - 1)::integer, a.att->>'filename', a.att->>'contentType',
+  CASE WHEN jsonb_typeof(a.att->'size') = 'number' THEN (a.att->>'size')::numeric::bigint END,
+  a.att->>'sha256', a.att->>'ref', a.att->>'contentId', a.att->>'disposition'
+FROM inserted i, jsonb_array_elements(CASE WHEN jsonb_typeof(i.attachments) = 'array' THEN i.attachments ELSE '[]'::jsonb END) WITH ORDINALITY AS a(att, ord)
+WHERE jsonb_typeof(a.att) = 'object'
+ON CONFLICT DO NOTHING`;
 
 const POOL_SIZE = 4;
 
