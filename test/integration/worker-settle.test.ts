@@ -62,6 +62,28 @@ async function startWorkers(server: TestRedis, prefix: string, sink: string): Pr
   }));
 }
 
+/** A receiver refusing the poison for good, 2,000 emails in the stream, two workers on it. */
+async function twoWorkersOnPoisonedStream(server: TestRedis, client: Redis) {
+  receiver = await startWebhookReceiver((req) => (isPoison(req.key) ? { status: 422, body: 'unknown customer' } : { status: 200, delayMs: 3 }));
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const all = await appendEmails(client, prefix, ACCOUNT, COUNT);
+  const workers = await startWorkers(server, prefix, receiver.url);
+  return { r: receiver, keys: accountKeys(prefix, ACCOUNT), all, good: all.filter((k) => !isPoison(k)), workers };
+}
+
+/** Redis full: every write that needs memory is refused. The limit goes below what is used, so
+ * that client buffers shrinking now and then cannot let a write through. */
+async function fillUp(client: Redis): Promise<void> {
+  for (const node of masters(client)) {
+    await node.config('SET', 'maxmemory-policy', 'noeviction');
+    await node.config('SET', 'maxmemory', String(Math.floor((await usedMemory(node)) / 2)));
+  }
+}
+
+async function makeRoom(client: Redis): Promise<void> {
+  for (const node of masters(client)) await node.config('SET', 'maxmemory', '0');
+}
+
 function answeredTwice(r: WebhookReceiver): string[] {
   const seen = new Set<string>();
   const twice = new Set<string>();
@@ -72,21 +94,9 @@ function answeredTwice(r: WebhookReceiver): string[] {
 it('holds every outcome while Redis is full (maxmemory, noeviction) for 15 s: nothing lost, nothing sent twice, only the poison dead-lettered', async () => {
   redisServer = await startTestRedis();
   redis = redisServer.client();
-  const r = await startWebhookReceiver((req) => (isPoison(req.key) ? { status: 422, body: 'unknown customer' } : { status: 200, delayMs: 3 }));
-  receiver = r;
-  const prefix = `t${randomBytes(4).toString('hex')}`;
-  const keys = accountKeys(prefix, ACCOUNT);
-  const all = await appendEmails(redis, prefix, ACCOUNT, COUNT);
-  const good = all.filter((k) => !isPoison(k));
-  const workers = await startWorkers(redisServer, prefix, r.url);
+  const { r, keys, all, good, workers } = await twoWorkersOnPoisonedStream(redisServer, redis);
   await eventually(() => r.accepted.length >= 300, { what: '300 delivered before Redis fills up' });
-
-  // Redis full: every write that needs memory is refused from here on. The limit goes below what
-  // is used, so that client buffers shrinking now and then cannot let a write through.
-  for (const node of masters(redis)) {
-    await node.config('SET', 'maxmemory-policy', 'noeviction');
-    await node.config('SET', 'maxmemory', String(Math.floor((await usedMemory(node)) / 2)));
-  }
+  await fillUp(redis);
   const fullAt = Date.now();
   await eventually(async () => {
     const ready = await fetch(`http://127.0.0.1:${workers[0]!.port}/ready`);
@@ -100,7 +110,7 @@ it('holds every outcome while Redis is full (maxmemory, noeviction) for 15 s: no
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   expect(r.accepted.length).toBe(acceptedWhileFull);
 
-  for (const node of masters(redis)) await node.config('SET', 'maxmemory', '0');
+  await makeRoom(redis);
   await eventually(() => new Set(r.accepted).size === good.length, { what: 'every good email delivered', attempts: 900 });
   await eventually(async () => (await redis!.xpending(keys.stream, 'workers'))[0] === 0, { what: 'nothing pending' });
 
@@ -124,13 +134,7 @@ it('after a kill -9 of Redis mid-batch (AOF everysec), repeats are only entries 
   redisServer = await startTestRedis({ aof: true, appendfsync: 'everysec' });
   redis = redisServer.client();
   redis.on('error', () => undefined); // refused while Redis is down; the test waits it out
-  const r = await startWebhookReceiver((req) => (isPoison(req.key) ? { status: 422 } : { status: 200, delayMs: 3 }));
-  receiver = r;
-  const prefix = `t${randomBytes(4).toString('hex')}`;
-  const keys = accountKeys(prefix, ACCOUNT);
-  const all = await appendEmails(redis, prefix, ACCOUNT, COUNT);
-  const good = all.filter((k) => !isPoison(k));
-  const workers = await startWorkers(redisServer, prefix, r.url);
+  const { r, keys, all, good, workers } = await twoWorkersOnPoisonedStream(redisServer, redis);
   await eventually(() => r.accepted.length >= 500, { what: '500 delivered before the kill' });
 
   await redisServer.kill();
@@ -169,17 +173,14 @@ it('on SIGTERM while Redis refuses writes, records what it holds once Redis take
     READ_BLOCK_MS: '200', READ_BATCH_SIZE: '50', SHUTDOWN_TIMEOUT_MS: '20000',
   });
   await eventually(() => r.accepted.length >= 50, { what: 'some delivered' });
-  for (const node of masters(redis)) {
-    await node.config('SET', 'maxmemory-policy', 'noeviction');
-    await node.config('SET', 'maxmemory', String(Math.floor((await usedMemory(node)) / 2)));
-  }
+  await fillUp(redis);
   await eventually(async () => (await metric(port, 'mailstream_settle_blocked')) === 1, { what: 'outcomes held' });
   const held = await metric(port, 'mailstream_unsettled_outcomes');
   expect(held).toBeGreaterThan(0);
   const stopped = worker.stop();
   await worker.waitForLog((l) => l.msg === 'shutting down', 'shutdown begun');
   await new Promise((resolve) => setTimeout(resolve, 2_000));
-  for (const node of masters(redis)) await node.config('SET', 'maxmemory', '0');
+  await makeRoom(redis);
   expect(await stopped).toBe(0);
   // Everything the webhook took is acknowledged; what stays pending (read ahead, never sent) is
   // only what it never got, left for another worker.
