@@ -191,7 +191,7 @@ export class Deliverer {
     });
     const unsettled = new Set([...abandoned, ...later]);
     const settled = entries.filter((e) => !unsettled.has(e));
-    void this.settle(ops, settlement, settled);
+    if (settled.length > 0) void this.settle(ops, settlement, settled);
     release(abandoned);
     try {
       if (later.length > 0 && !this.o.stopping.aborted) {
