@@ -137,7 +137,9 @@ describe('whole bodies (SINK_BODIES=whole)', () => {
     ]);
     expect(inner.batches).toEqual([]);
     expect(ERROR_KINDS['blob-unavailable']).toMatchObject({ waitOut: true, permanent: false, dependency: 'blob-store' });
-    await expect(sink.check()).rejects.toThrow(`blob store file ${broken} does not answer`);
+    await expect(sink.check()).rejects.toThrow(`blob store ${broken}`);
+    // Asked without a failed read before, the store is asked itself.
+    await expect(withBlobs(recordingSink(), down, [], { concurrency: 1 }).check()).rejects.toThrow(`blob store ${broken}: ENOTDIR`);
     await expect(withBlobs(recordingSink(), store, [], { concurrency: 1 }).check()).resolves.toBeUndefined();
   });
 

@@ -15,7 +15,7 @@
 import { refOf } from '../../core/blobs/blob-ref.ts';
 import { describeStore, type BlobStore } from '../../core/blobs/blob-store.ts';
 import type { EmailEntry } from '../../core/entry.ts';
-import { BlobNotFoundError, isPermanent } from '../../core/errors.ts';
+import { BlobNotFoundError, BlobStoreUnavailableError, isPermanent } from '../../core/errors.ts';
 import { readTextStart } from './blob-reads.ts';
 import { InFlightLimit, NOT_ATTEMPTED } from './in-flight.ts';
 import type { Delivery, Outcome, Sink } from './types.ts';
@@ -73,8 +73,11 @@ function messageOf(err: unknown): string {
  */
 export function withBlobs(sink: Sink, store: BlobStore | null, rewrites: readonly EmailRewrite[], options: BlobWrapperOptions): Sink {
   const reads = new InFlightLimit(options.concurrency);
-  /** Set when an email referred to a store this worker has none of: /ready says so. */
-  let storeMissing: string | undefined;
+  /**
+   * Why the store last failed a batch, until a batch reads it again: /ready says so. A stat alone
+   * would pass a file store whose directory is gone (no object answers "none", not "down").
+   */
+  let storeDown: string | undefined;
   let closing: Promise<void> | undefined;
 
   async function prepare(delivery: Delivery, signal: AbortSignal): Promise<Prepared> {
@@ -96,7 +99,6 @@ export function withBlobs(sink: Sink, store: BlobStore | null, rewrites: readonl
         return { outcome: { status: 'permanent', reason: `${err.message}: the email refers to a blob the store does not hold (collected, or not restored); see runbooks/blob-store.md` } };
       }
       if (isPermanent(err)) return { outcome: { status: 'permanent', reason: messageOf(err) } };
-      if (!store) storeMissing = messageOf(err);
       return { storeDown: messageOf(err) };
     } finally {
       reads.release();
@@ -104,16 +106,15 @@ export function withBlobs(sink: Sink, store: BlobStore | null, rewrites: readonl
   }
 
   async function checkStore(): Promise<void> {
-    if (!store) {
-      if (storeMissing) throw new Error(storeMissing);
-      return;
-    }
+    if (storeDown) throw new Error(storeDown);
+    if (!store) return;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('no answer')), STORE_CHECK_TIMEOUT_MS); });
     try {
       await Promise.race([store.stat(PROBE_REF), timeout]);
     } catch (err) {
-      throw new Error(`blob store ${describeStore(store)} does not answer: ${messageOf(err)}`);
+      // The store's own errors name it already.
+      throw new Error(err instanceof BlobStoreUnavailableError ? err.message : `blob store ${describeStore(store)} does not answer: ${messageOf(err)}`);
     } finally {
       clearTimeout(timer);
     }
@@ -124,7 +125,9 @@ export function withBlobs(sink: Sink, store: BlobStore | null, rewrites: readonl
     async deliver(batch, signal) {
       const prepared = await Promise.all(batch.map((delivery) => prepare(delivery, signal)));
       const down = prepared.find((p): p is { storeDown: string } => 'storeDown' in p);
+      if (!down && prepared.some((p, i) => 'delivery' in p && p.delivery !== batch[i])) storeDown = undefined;
       if (down) {
+        storeDown = down.storeDown;
         return prepared.map((p): Outcome => {
           if ('outcome' in p) return p.outcome;
           const reason = 'storeDown' in p ? p.storeDown : `held with its batch: ${down.storeDown}`;
