@@ -119,7 +119,7 @@ describe('whole bodies (SINK_BODIES=whole)', () => {
     expect(outcomes).toEqual([{ status: 'permanent', reason: expect.stringMatching(/does not hash to its ref/) }]);
   });
 
-  it('a store that does not answer holds the whole batch as blob-unavailable (a waitOut kind), sending nothing', async () => {
+  it('a store that does not answer holds the whole batch, and later ones until it answers, as blob-unavailable (a waitOut kind)', async () => {
     const store = fileStore();
     const long = await entryOf(store, htmlMail(4, `<p>${'z'.repeat(5000)}</p>`));
     const short = await entryOf(store, plain(4));
@@ -136,8 +136,22 @@ describe('whole bodies (SINK_BODIES=whole)', () => {
       { status: 'retry', kind: 'blob-unavailable', reason: expect.stringContaining(broken) },
     ]);
     expect(inner.batches).toEqual([]);
+    // Later batches wait for the store too, those that need nothing of it included, until it answers.
+    expect(await sink.deliver([short], live())).toEqual([{ status: 'retry', kind: 'blob-unavailable', reason: expect.stringMatching(/^held while the blob store does not answer: blob store/) }]);
+    expect(inner.batches).toEqual([]);
     expect(ERROR_KINDS['blob-unavailable']).toMatchObject({ waitOut: true, permanent: false, dependency: 'blob-store' });
     await expect(sink.check()).rejects.toThrow(`blob store ${broken}`);
+    // The directory back (empty: the long email's blob is still not there, and an empty store is not believed).
+    rmSync(broken);
+    mkdirSync(broken);
+    expect(await sink.deliver([short, long], live())).toEqual([
+      { status: 'retry', kind: 'blob-unavailable', reason: expect.stringMatching(/^held with its batch/) },
+      { status: 'retry', kind: 'blob-unavailable', reason: expect.stringContaining('holds no objects at all') },
+    ]);
+    expect(await sink.deliver([short], live())).toEqual([DELIVERED]);
+    expect(inner.batches).toEqual([[short]]);
+    rmSync(broken, { recursive: true });
+    writeFileSync(broken, 'not a directory');
     // Asked without a failed read before, the store is asked itself.
     await expect(withBlobs(recordingSink(), down, [], { concurrency: 1 }).check()).rejects.toThrow(`blob store ${broken}: ENOTDIR`);
     await expect(withBlobs(recordingSink(), store, [], { concurrency: 1 }).check()).resolves.toBeUndefined();

@@ -7,10 +7,11 @@
 // as it came, its JSON never parsed.
 //
 // A store that does not answer holds the whole batch back, every email as `retry` of kind
-// `blob-unavailable` (waitOut): the worker then waits for the store as for a sink that is down,
-// through the sink's breaker, charging no email an attempt. Holding only the emails that needed
-// the store would make them a minority of their batch, charged each try, and dead-lettered after
-// MAX_ATTEMPTS by an outage. A ref the store answers it does not hold is the email's own fault: a
+// `blob-unavailable` (waitOut), and every later batch too until the store answers again: the
+// worker then waits for the store as for a sink that is down, through the sink's breaker,
+// charging no email an attempt. Holding only the emails that needed the store would make them a
+// minority of their batch (and their batches a minority), charged each try, and dead-lettered
+// after MAX_ATTEMPTS by an outage. A ref the store answers it does not hold is the email's own fault: a
 // `permanent` outcome naming the ref (DLQ; `mailstream blob check` lists such refs).
 import { refOf } from '../../core/blobs/blob-ref.ts';
 import { describeStore, type BlobStore } from '../../core/blobs/blob-store.ts';
@@ -105,27 +106,45 @@ export function withBlobs(sink: Sink, store: BlobStore | null, rewrites: readonl
     }
   }
 
-  async function checkStore(): Promise<void> {
-    if (storeDown) throw new Error(storeDown);
-    if (!store) return;
+  /** Why the store does not answer a read that needs no permission to write, or undefined when it does. */
+  async function askStore(): Promise<string | undefined> {
+    if (!store) return undefined;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('no answer')), STORE_CHECK_TIMEOUT_MS); });
     try {
       await Promise.race([store.stat(PROBE_REF), timeout]);
+      return undefined;
     } catch (err) {
       // The store's own errors name it already.
-      throw new Error(err instanceof BlobStoreUnavailableError ? err.message : `blob store ${describeStore(store)} does not answer: ${messageOf(err)}`);
+      return err instanceof BlobStoreUnavailableError ? err.message : `blob store ${describeStore(store)} does not answer: ${messageOf(err)}`;
     } finally {
       clearTimeout(timer);
     }
   }
 
+  async function checkStore(): Promise<void> {
+    const problem = storeDown ?? await askStore();
+    if (problem) throw new Error(problem);
+  }
+
+  /**
+   * Once a batch found the store down, every batch waits for it until the store answers again,
+   * those that need nothing of it included: the breaker then sees the outage whole and opens,
+   * rather than judging a mix of passing and failing batches while the failing ones are charged.
+   */
+  async function stillDown(): Promise<string | undefined> {
+    if (!storeDown) return undefined;
+    storeDown = store ? await askStore() : storeDown;
+    return storeDown;
+  }
+
   return {
     kind: sink.kind,
     async deliver(batch, signal) {
+      const waiting = await stillDown();
+      if (waiting) return batch.map((): Outcome => ({ status: 'retry', kind: 'blob-unavailable', reason: `held while the blob store does not answer: ${waiting}` }));
       const prepared = await Promise.all(batch.map((delivery) => prepare(delivery, signal)));
       const down = prepared.find((p): p is { storeDown: string } => 'storeDown' in p);
-      if (!down && prepared.some((p, i) => 'delivery' in p && p.delivery !== batch[i])) storeDown = undefined;
       if (down) {
         storeDown = down.storeDown;
         return prepared.map((p): Outcome => {
