@@ -1,6 +1,7 @@
-// Webhook sink: one POST per email, body = the email JSON exactly as the producer wrote it, the
-// emails of a batch sent side by side (at most `concurrency` in flight across every call) over
-// fetch's keep-alive connections. Each email gets its own outcome from its own answer.
+// Webhook sink: one POST per email, body = the email JSON exactly as handed over (as the producer
+// wrote it, or with blobs read back and linked: blob-bodies.ts), the emails of a batch sent side
+// by side (at most `concurrency` in flight across every call) over fetch's keep-alive
+// connections. Each email gets its own outcome from its own answer.
 import { createHmac } from 'node:crypto';
 import { connect } from 'node:net';
 import type { SinkFailureKind } from '../../core/errors.ts';
