@@ -6,6 +6,7 @@ import type { RedisClient } from '../src/core/redis.ts';
 export function emailJson(i: number, account: string, bytes = 4096): string {
   const entry: EmailEntry = {
     v: ENTRY_VERSION,
+    type: 'message.new',
     key: `bench-${i}@bench.mailstream.test`,
     keySource: 'message-id',
     account,

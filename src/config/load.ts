@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../core/errors.ts';
 import { loadAccounts, singleAccount, type AccountConfig } from './accounts.ts';
 import { ENDPOINT_SETTINGS, resolveProvider, type Explicit, type OAuthProvider } from './oauth-providers.ts';
+import type { SearchKey } from './search-filter.ts';
 import { SETTINGS, type Role, type SettingName, type SettingSpec } from './settings.ts';
 
 export type StartFrom = { kind: 'all' } | { kind: 'now' } | { kind: 'date'; date: Date };
@@ -77,6 +78,10 @@ export interface Config {
     throttledMaxWaitMs: number;
     overQuotaWaitMs: number;
     faultInjection: string | undefined;
+    /** FETCH_FILTER, parsed: what a backfill reads. */
+    fetchFilter: SearchKey | undefined;
+    /** TRACK_CHANGES and how often a server without CONDSTORE/QRESYNC is scanned. */
+    trackChanges: { flags: boolean; labels: boolean; deletes: boolean; scanIntervalMs: number };
     /** Share of Redis maxmemory at which fetching pauses. */
     redisMemoryHighWatermark: number;
   };
@@ -266,6 +271,13 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
       throttledMaxWaitMs: num('IMAP_THROTTLED_MAX_WAIT_MS'),
       overQuotaWaitMs: num('IMAP_OVER_QUOTA_WAIT_MS'),
       faultInjection: str('FAULT_INJECTION'),
+      fetchFilter: s.FETCH_FILTER as SearchKey | undefined,
+      trackChanges: {
+        flags: (s.TRACK_CHANGES as string[]).includes('flags'),
+        labels: (s.TRACK_CHANGES as string[]).includes('labels'),
+        deletes: (s.TRACK_CHANGES as string[]).includes('deletes'),
+        scanIntervalMs: num('TRACK_CHANGES_SCAN_MS'),
+      },
       redisMemoryHighWatermark: num('REDIS_MEMORY_HIGH_WATERMARK'),
     },
     blobs: { store: blobStoreConfig(s.BLOB_STORE_URL as string, s), inlineBodyBytes: num('INLINE_BODY_BYTES') },

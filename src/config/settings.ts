@@ -2,6 +2,7 @@
 // the single source: the loader validates it, `.env.example` is checked against it by a test.
 import { z } from 'zod';
 import { OAUTH2_PROVIDERS, TENANT_PATTERN } from './oauth-providers.ts';
+import { parseSearchFilter } from './search-filter.ts';
 
 export type Role = 'producer' | 'worker' | 'admin';
 
@@ -56,6 +57,27 @@ const blobStoreUrl = z.string().refine((v) => {
 const list = z.string().transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
   .pipe(z.array(z.string()).min(1, 'must name at least one'));
 
+const TRACKABLE = ['flags', 'labels', 'deletes'] as const;
+const trackChanges = z.string().transform((v, ctx) => {
+  const parts = v.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean);
+  if (parts.length === 1 && (parts[0] === 'none' || parts[0] === 'off')) return [];
+  const unknown = parts.find((p) => !(TRACKABLE as readonly string[]).includes(p));
+  if (unknown !== undefined || parts.length === 0) {
+    ctx.addIssue({ code: 'custom', message: `expected none, or a comma-separated list of ${TRACKABLE.join(', ')}${unknown ? ` (not ${unknown})` : ''}` });
+    return z.NEVER;
+  }
+  return [...new Set(parts)] as Array<typeof TRACKABLE[number]>;
+});
+
+const searchFilter = z.string().transform((v, ctx) => {
+  try {
+    return parseSearchFilter(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `not an IMAP SEARCH expression: ${(err as Error).message}` });
+    return z.NEVER;
+  }
+});
+
 const MINUTE = 60_000;
 
 export const SETTINGS = {
@@ -79,7 +101,7 @@ export const SETTINGS = {
   IMAP_USER: { schema: nonEmpty, requiredFor: ['producer', 'worker'], unlessSet: 'ACCOUNTS_FILE', doc: 'account (email address); also names the stream' },
   IMAP_AUTH: { schema: z.enum(['oauth2', 'password'], { error: 'expected oauth2 or password' }), default: 'oauth2', doc: 'oauth2 (XOAUTH2, Gmail) or password' },
   IMAP_PASSWORD: { schema: nonEmpty, secret: true, doc: 'password when IMAP_AUTH=password' },
-  IMAP_MAILBOXES: { schema: list, default: 'INBOX', doc: 'comma-separated mailboxes, one IMAP connection each' },
+  IMAP_MAILBOXES: { schema: list, default: 'INBOX', doc: 'comma-separated mailboxes, one IMAP connection each; * is every selectable mailbox but those SPECIAL-USE marks \\Trash, \\Junk or \\Drafts, and a name with * or % a pattern (Archive/*; % stops at the hierarchy separator), listed at start and every 10 minutes' },
   IMAP_IDLE: { schema: bool, default: 'true', doc: 'wait for new mail with IMAP IDLE; false polls every POLL_INTERVAL_MS' },
   POLL_INTERVAL_MS: { schema: int(100, 24 * 60 * MINUTE), default: '60000', doc: 'polling period without IDLE, and the periodic re-check with IDLE' },
   IDLE_RESTART_MS: { schema: int(1000, 29 * MINUTE), default: String(28 * MINUTE), doc: 'IDLE is re-issued at least this often (RFC 9051 asks for under 30 minutes)' },
@@ -99,7 +121,10 @@ export const SETTINGS = {
   IMAP_THROTTLED_WAIT_MS: { schema: int(10, 60 * MINUTE), default: String(MINUTE), doc: 'first wait after the server throttles us ([THROTTLED], [ALERT] such as Gmail\'s "Too many simultaneous connections"); doubles with each refusal in a row, with jitter' },
   IMAP_THROTTLED_MAX_WAIT_MS: { schema: int(10, 24 * 60 * MINUTE), default: String(30 * MINUTE), doc: 'longest wait between logins while the server keeps throttling us' },
   IMAP_OVER_QUOTA_WAIT_MS: { schema: int(10, 24 * 60 * MINUTE), default: String(60 * MINUTE), doc: 'wait after an [OVERQUOTA] answer (Gmail\'s daily download or bandwidth limit) before the next try' },
-  FAULT_INJECTION: { schema: z.string().regex(/^(after-fetch|after-blobs|after-append)(:\d+)?$/, 'expected after-fetch, after-blobs or after-append, optionally :N (the Nth batch)'), doc: 'testing only: crash the process (SIGKILL) at a named point of the producer: after-fetch, after-blobs (blobs written, entries not appended), after-append, with :N the Nth batch' },
+  FETCH_FILTER: { schema: searchFilter, doc: 'what a backfill reads (first sync, a re-sync after a UIDVALIDITY change, mailbox reset): an IMAP SEARCH expression such as SINCE 1-Jan-2025 NOT FROM "noreply@example.com"; on Gmail also X-GM-RAW "<Gmail search>". New mail is always read whole' },
+  TRACK_CHANGES: { schema: trackChanges, default: 'none', doc: 'what happens to a message after it arrived, as entries of their own: none, or any of flags (message.updated), labels (Gmail\'s, message.updated), deletes (message.deleted, and message.moved where a known message turns up again); read with CONDSTORE/QRESYNC where the server has them, else by a scan every TRACK_CHANGES_SCAN_MS' },
+  TRACK_CHANGES_SCAN_MS: { schema: int(1000, 24 * 60 * MINUTE), default: String(5 * MINUTE), doc: 'with TRACK_CHANGES on a server without CONDSTORE (flags, labels) or QRESYNC (deletes): how often the producer compares every UID\'s flags and the UID list with what it saw last' },
+  FAULT_INJECTION: { schema: z.string().regex(/^(after-fetch|after-blobs|after-append|after-change-fetch|after-change-append)(:\d+)?$/, 'expected after-fetch, after-blobs, after-append, after-change-fetch or after-change-append, optionally :N (the Nth batch)'), doc: 'testing only: crash the process (SIGKILL) at a named point of the producer: after-fetch, after-blobs (blobs written, entries not appended), after-append, after-change-fetch (changes read, not appended), after-change-append, with :N the Nth batch' },
   REDIS_MEMORY_HIGH_WATERMARK: { schema: fraction, default: '0.8', doc: 'the producer pauses fetching while Redis used_memory is at or above this share of maxmemory (never when maxmemory is 0)' },
 
   // --- blob store (the producer writes it; readers of the stream fetch from it) ---

@@ -12,6 +12,12 @@ export interface AccountKeys {
   mailbox(mailbox: string): string;
   /** Sorted set of idempotency keys the producer appended, scored by ingestion time (ms). */
   ingested: string;
+  /**
+   * Hash per mailbox of UID -> what the producer last saw of that message (its key, flags, Gmail
+   * labels), kept only with TRACK_CHANGES: how a vanished UID or a flag change is named. It holds
+   * one field per message in the mailbox; a deleted message's field goes with its event.
+   */
+  uids(mailbox: string): string;
   /** The worker state of one consumer group on this stream (see GroupKeys). */
   group(name: string): GroupKeys;
   /** Lease on a mailbox held by one producer (scale-out). */
@@ -62,6 +68,7 @@ export function accountKeys(prefix: string, account: string): AccountKeys {
     dlq: `${base}:dlq`,
     mailbox: (mailbox) => `${base}:mailbox:${mailbox}`,
     ingested: `${base}:ingested`,
+    uids: (mailbox) => `${base}:uids:${mailbox}`,
     group: (name) => {
       const g = `${base}:group:${name}`;
       return { group: name, delivered: (key) => `${g}:d:${key}`, retries: `${g}:retries`, failures: `${g}:failures`, handouts: `${g}:handouts` };

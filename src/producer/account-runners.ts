@@ -9,6 +9,7 @@ import type { Metrics } from '../core/metrics.ts';
 import type { RedisClient } from '../core/redis.ts';
 import type { Config } from '../config/load.ts';
 import { createAccessTokenSource } from './access-token.ts';
+import { TRACK_NOTHING } from './change-events.ts';
 import type { AccountSettings } from './account.ts';
 import type { BlobHealth } from './blob-health.ts';
 import type { RedisMemoryWatch } from './redis-memory.ts';
@@ -37,6 +38,8 @@ export function syncSettings(config: Readonly<Config>): AccountContext['settings
     throttledWaitMs: producer.throttledWaitMs,
     throttledMaxWaitMs: producer.throttledMaxWaitMs,
     overQuotaWaitMs: producer.overQuotaWaitMs,
+    fetchFilter: producer.fetchFilter,
+    changes: producer.trackChanges,
   };
 }
 
@@ -65,7 +68,7 @@ export function createAccountContext(deps: {
     gate: readOnly ? undefined : createStreamGate({ redis, keys, metrics, logger, maxLen: config.producer.streamMaxLen, maxLag: config.producer.maxConsumerLag, blobs: deps.blobs, memory: deps.memory }),
     fault: createFaultInjector(config.producer.faultInjection),
     blobs: deps.blobs,
-    settings: syncSettings(config),
+    settings: readOnly ? { ...syncSettings(config), changes: TRACK_NOTHING } : syncSettings(config),
     readOnly,
   };
 }

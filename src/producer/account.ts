@@ -3,6 +3,7 @@
 import type { Config } from '../config/load.ts';
 import type { OAuthProvider } from '../config/oauth-providers.ts';
 import { ConfigError } from '../core/errors.ts';
+import { isPattern } from './mailbox-selection.ts';
 
 export type AccountAuth =
   | { kind: 'password'; password: string }
@@ -45,8 +46,12 @@ export function accountFromConfig(source: AccountSource): AccountSettings {
   };
 }
 
-/** What is wrong when one connection per mailbox does not fit the account's limit (Gmail refuses past about 15). */
-export function connectionBudgetProblem(account: AccountSettings, mailboxes = account.mailboxes.length): string | undefined {
+/**
+ * What is wrong when one connection per mailbox does not fit the account's limit (Gmail refuses
+ * past about 15). Before the server is asked, a pattern counts for nothing: its matches are
+ * checked when they are listed (mailbox-directory.ts).
+ */
+export function connectionBudgetProblem(account: AccountSettings, mailboxes = account.mailboxes.filter((m) => !isPattern(m)).length): string | undefined {
   if (mailboxes <= account.maxConnections) return undefined;
   return `${mailboxes} mailboxes need as many connections, more than IMAP_MAX_CONNECTIONS=${account.maxConnections}`;
 }

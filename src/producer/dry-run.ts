@@ -9,6 +9,7 @@ import { createMetrics } from '../core/metrics.ts';
 import type { RedisClient } from '../core/redis.ts';
 import type { AccountSettings } from './account.ts';
 import { connectImap } from './imap-connect.ts';
+import { resolveMailboxes } from './mailbox-directory.ts';
 import { settlePosition } from './mailbox-position.ts';
 import { syncNewMail } from './mailbox-sync.ts';
 import { createParsePool, parseThreadCount } from './parse-pool.ts';
@@ -31,14 +32,14 @@ export async function dryRun(options: { config: Readonly<Config>; account: Accou
   const ctx = createAccountContext({ config, account, redis, logger, metrics: createMetrics('producer'), pool, appender: printer, readOnly: true });
   const stop = new AbortController();
   try {
-    for (const mailbox of account.mailboxes) {
+    for (const mailbox of await resolveMailboxes(ctx)) {
       const client = await connectImap(account, { tokens: ctx.tokens, onClient: (c) => c.on('error', () => undefined) });
       try {
         const opened = await client.mailboxOpen(mailbox, { readOnly: true });
-        const box = { path: mailbox, uidValidity: String(opened.uidValidity), uidNext: opened.uidNext };
+        const box = { path: mailbox, uidValidity: String(opened.uidValidity), uidNext: opened.uidNext, highestModseq: null };
         const from = await settlePosition(ctx, client, box, '');
         const result = await syncNewMail(ctx, client, box, from, '', { signal: stop.signal, onResponse: () => undefined, onBatch: () => undefined });
-        logger.info({ mailbox, stream: accountKeys(config.prefix, account.account).stream, fromUid: from + 1, wouldAppend: result.fetched }, 'dry run: nothing written');
+        logger.info({ mailbox, stream: accountKeys(config.prefix, account.account).stream, fromUid: from.lastUid + 1, wouldAppend: result.fetched }, 'dry run: nothing written');
       } finally {
         await client.logout().catch(() => client.close());
       }

@@ -88,6 +88,7 @@ function chosenHeaders(lines: ReadonlyArray<{ key: string; line: string }>): Rec
 function baseEntry(contentHash: string, meta: FetchMeta, messageId: string | null): EmailEntry {
   return {
     v: ENTRY_VERSION,
+    type: 'message.new',
     ...idempotencyKey(contentHash, messageId, meta.gmail?.msgId),
     account: meta.account,
     mailbox: meta.mailbox,
@@ -240,6 +241,8 @@ export class EntryBuilder {
       email: JSON.stringify(entry),
       internalDateMs: Number.isNaN(internalDateMs) ? 0 : internalDateMs,
       parseError: entry.parseError !== undefined,
+      flags: this.meta.flags,
+      ...(this.meta.gmail ? { labels: this.meta.gmail.labels } : {}),
     };
   }
 

@@ -1,9 +1,12 @@
 // Crash points for the kill -9 tests (FAULT_INJECTION=after-fetch[:N] | after-blobs[:N] |
-// after-append[:N]; after-blobs: a batch's blobs are stored, its entries not appended). The
-// process ends with SIGKILL, exactly like `kill -9`: no cleanup, no flush, no logout. Unset, every
-// hit is a no-op.
+// after-append[:N] | after-change-fetch[:N] | after-change-append[:N]; after-blobs: a batch's blobs
+// are stored, its entries not appended; after-change-fetch: changes read from IMAP, not appended).
+// The process ends with SIGKILL, exactly like `kill -9`: no cleanup, no flush, no logout. Unset,
+// every hit is a no-op.
 
-export interface FaultInjector { hit(point: 'after-fetch' | 'after-blobs' | 'after-append'): void }
+export type FaultPoint = 'after-fetch' | 'after-blobs' | 'after-append' | 'after-change-fetch' | 'after-change-append';
+
+export interface FaultInjector { hit(point: FaultPoint): void }
 
 export function createFaultInjector(spec: string | undefined): FaultInjector {
   if (!spec) return { hit() {} };

@@ -15,6 +15,8 @@ export interface ConnectDeps {
   tokens: AccessTokenSource | undefined;
   /** Called with every new client before it connects, to attach listeners (an 'error' one above all). */
   onClient: (client: ImapFlow) => void;
+  /** ENABLE QRESYNC where the server has it (TRACK_CHANGES). */
+  qresync?: boolean;
 }
 
 /** Seconds of silence on the socket before imapflow gives up on it. */
@@ -66,6 +68,7 @@ async function attempt(account: AccountSettings, auth: ImapFlowOptions['auth'], 
     logger: false,
     // We run IDLE ourselves, to bound it and to wake on our own timers.
     disableAutoIdle: true,
+    qresync: deps.qresync ?? false,
     socketTimeout: SOCKET_TIMEOUT_MS,
     connectionTimeout: 30_000,
     greetingTimeout: 30_000,

@@ -9,6 +9,7 @@ import { globalKeys } from '../core/keys.ts';
 import type { AccountSettings } from './account.ts';
 import { createBlobHealth } from './blob-health.ts';
 import { LeaseManager, mailboxRefId, type HeldLease } from './leases.ts';
+import { createMailboxDirectory, type MailboxDirectory } from './mailbox-directory.ts';
 import type { MailboxRunner } from './mailbox-runner.ts';
 import { createParsePool, parseThreadCount } from './parse-pool.ts';
 import { accountRunners, createAccountContext, type AccountRunners } from './account-runners.ts';
@@ -35,13 +36,21 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
   redis.sadd(globalKeys(config.prefix).accounts, ...accounts.map((a) => a.account))
     .catch((err: unknown) => logger.warn({ err }, 'accounts not registered for `mailstream status`'));
 
+  // Patterns (IMAP_MAILBOXES=*, Archive/*) become mailboxes as the server lists them.
+  const directories = new Map<string, MailboxDirectory>();
+  for (const [account, set] of sets) {
+    directories.set(account, createMailboxDirectory(set.context, (mailboxes) => {
+      leases.setMailboxes(account, mailboxes);
+      void leases.balance();
+    }));
+  }
   const running = new Map<string, Running>();
   const leases: LeaseManager = new LeaseManager({
     redis,
     prefix: config.prefix,
     producerId: config.leases.producerId,
     ttlMs: config.leases.ttlMs,
-    mailboxes: accounts.flatMap((a) => a.mailboxes.map((mailbox) => ({ account: a.account, mailbox }))),
+    mailboxes: [...directories].flatMap(([account, directory]) => directory.mailboxes().map((mailbox) => ({ account, mailbox }))),
     logger,
     metrics,
     handlers: {
@@ -64,7 +73,8 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
     },
   });
   void leases.start();
-  logger.info({ producerId: config.leases.producerId, accounts: accounts.map((a) => a.account), mailboxes: accounts.reduce((n, a) => n + a.mailboxes.length, 0), parseThreads: pool.threads, blobStore: store ? `${store.kind} ${store.location}` : 'none' }, 'producer running');
+  for (const directory of directories.values()) directory.start();
+  logger.info({ producerId: config.leases.producerId, accounts: accounts.map((a) => a.account), mailboxes: [...directories.values()].reduce((n, d) => n + d.mailboxes().length, 0), parseThreads: pool.threads, blobStore: store ? `${store.kind} ${store.location}` : 'none' }, 'producer running');
 
   const runners = () => [...running.values()];
   // Breakers are per account; with one account they keep their plain names (imap, redis).
@@ -83,6 +93,10 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
       const reasons = runners().map((r) => r.runner.notReadyReason()).filter((r): r is string => r !== undefined);
       for (const [account, set] of sets) {
         if (set.context.appendBreaker?.opened) reasons.push(`redis: circuit breaker open (appends of ${account} failing)`);
+      }
+      for (const directory of directories.values()) {
+        const reason = directory.notReadyReason();
+        if (reason) reasons.push(reason);
       }
       const blobReason = blobs?.notReadyReason();
       if (blobReason) reasons.push(blobReason);
@@ -107,6 +121,7 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
     }),
     async stop() {
       memory.stop();
+      await Promise.all([...directories.values()].map((d) => d.stop()));
       await leases.stop();
       await pool.close();
       await store?.close();

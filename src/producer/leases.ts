@@ -66,6 +66,8 @@ export function fairShare(mailboxes: number, producers: number): number {
 export class LeaseManager {
   readonly #o: LeaseManagerOptions;
   readonly #held = new Map<string, Slot>();
+  /** Every mailbox to share out; a pattern in IMAP_MAILBOXES changes it as the server's folders change. */
+  #mailboxes: readonly MailboxRef[];
   #producers = 1;
   #renewTimer: NodeJS.Timeout | undefined;
   #balanceTimer: NodeJS.Timeout | undefined;
@@ -79,6 +81,7 @@ export class LeaseManager {
 
   constructor(options: LeaseManagerOptions) {
     this.#o = options;
+    this.#mailboxes = options.mailboxes;
     this.#every = Math.max(100, Math.floor(options.ttlMs / 3));
     for (const event of ['acquired', 'released', 'lost']) options.metrics?.leaseChanges.inc({ event }, 0);
     for (const account of new Set(options.mailboxes.map((m) => m.account))) options.metrics?.leasesHeld.set({ account }, 0);
@@ -107,6 +110,11 @@ export class LeaseManager {
 
   liveProducers(): number {
     return this.#producers;
+  }
+
+  /** Replaces the mailboxes of one account; the next round takes the new ones and releases those gone. */
+  setMailboxes(account: string, mailboxes: readonly string[]): void {
+    this.#mailboxes = [...this.#mailboxes.filter((m) => m.account !== account), ...mailboxes.map((mailbox) => ({ account, mailbox }))];
   }
 
   /** The runner saw the append refuse its token: forget that lease so the mailbox can be won back later. */
@@ -150,12 +158,16 @@ export class LeaseManager {
   }
 
   async #balance(): Promise<void> {
-    const { redis, prefix, producerId, ttlMs, mailboxes } = this.#o;
+    const { redis, prefix, producerId, ttlMs } = this.#o;
+    const mailboxes = this.#mailboxes;
     const live = await within(redis.registerProducer(globalKeys(prefix).producers, producerId, ttlMs), ttlMs);
     this.#producers = Math.max(1, live.length);
     this.#o.metrics?.producersLive.set(this.#producers);
     const share = fairShare(mailboxes.length, this.#producers);
 
+    const listed = new Set(mailboxes.map(mailboxRefId));
+    const gone = [...this.#held.values()].filter((s) => !s.releasing && !listed.has(mailboxRefId(s.lease)));
+    await Promise.all(gone.map((slot) => this.#release(slot)));
     const keeping = [...this.#held.values()].filter((s) => !s.releasing);
     const surplus = keeping.length - share;
     if (surplus > 0) {

@@ -1,6 +1,7 @@
 // What every step of a mailbox runner shares: the account, Redis, the parse threads and the
 // producer settings. One per account; each mailbox runner adds its own name and fencing token.
 import type { StartFrom } from '../config/load.ts';
+import type { SearchKey } from '../config/search-filter.ts';
 import type { AccountKeys } from '../core/keys.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
@@ -8,6 +9,7 @@ import type { RedisClient } from '../core/redis.ts';
 import type { AccessTokenSource } from './access-token.ts';
 import type { AccountSettings } from './account.ts';
 import type { BlobHealth } from './blob-health.ts';
+import type { TrackChanges } from './change-events.ts';
 import type { FaultInjector } from './fault-injection.ts';
 import type { ParsePool } from './parse-pool.ts';
 import type { Appender } from './stream-append.ts';
@@ -27,6 +29,10 @@ export interface SyncSettings {
   throttledWaitMs: number;
   throttledMaxWaitMs: number;
   overQuotaWaitMs: number;
+  /** FETCH_FILTER: what a backfill reads. */
+  fetchFilter: SearchKey | undefined;
+  /** TRACK_CHANGES (never in dry-run). */
+  changes: TrackChanges;
 }
 
 export interface AccountContext {

@@ -12,9 +12,20 @@ export interface MailboxState {
   lastInternalDate: number;
   /** `mailbox reset --since`: a date (ms) the operator asked to re-read from. */
   resetSince: string | null;
+  /** A backfill under FETCH_FILTER lists the UIDs up to this one through the filter; 0 for none. */
+  filterUntil: number;
 }
 
-export interface OpenedMailbox { path: string; uidValidity: string; uidNext: number }
+export interface OpenedMailbox {
+  path: string;
+  uidValidity: string;
+  uidNext: number;
+  /** HIGHESTMODSEQ when the mailbox was opened (CONDSTORE), else null. */
+  highestModseq: string | null;
+}
+
+/** Where a sync continues: after `lastUid`, through FETCH_FILTER up to `filterUntil`. */
+export interface Position { lastUid: number; filterUntil: number }
 
 const DAY_MS = 86_400_000;
 
@@ -25,6 +36,7 @@ export async function readMailboxState(ctx: AccountContext, mailbox: string): Pr
     lastUid: Number(raw.lastUid ?? 0),
     lastInternalDate: Number(raw.lastInternalDate ?? 0),
     resetSince: raw.resetSince ?? null,
+    filterUntil: Number(raw.filterUntil ?? 0),
   };
 }
 
@@ -37,7 +49,7 @@ async function lastUidBefore(client: ImapFlow, box: OpenedMailbox, sinceMs: numb
 }
 
 /** Decides the UID to continue after, recording any move in Redis; returns it. */
-export async function settlePosition(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, fencingToken: string): Promise<number> {
+export async function settlePosition(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, fencingToken: string): Promise<Position> {
   const state = await readMailboxState(ctx, box.path);
   const log = ctx.logger.child({ mailbox: box.path });
   let lastUid: number;
@@ -58,11 +70,15 @@ export async function settlePosition(ctx: AccountContext, client: ImapFlow, box:
     lastUid = await lastUidBefore(client, box, Number(state.resetSince));
     log.info({ since: new Date(Number(state.resetSince)).toISOString(), fromUid: lastUid + 1 }, 'mailbox reset: re-syncing from a date');
   } else {
-    return state.lastUid;
+    return { lastUid: state.lastUid, filterUntil: state.filterUntil };
   }
 
+  // Every re-read is a backfill: FETCH_FILTER decides what of the mailbox as it is now gets read.
+  const filterUntil = ctx.settings.fetchFilter ? box.uidNext - 1 : 0;
   if (!ctx.readOnly) {
-    await rebaseMailbox(ctx.redis, ctx.keys, box.path, { fencingToken, expectedUidValidity: state.uidValidity, uidValidity: box.uidValidity, lastUid, resetSince });
+    await rebaseMailbox(ctx.redis, ctx.keys, box.path, {
+      fencingToken, expectedUidValidity: state.uidValidity, uidValidity: box.uidValidity, lastUid, resetSince, ...(filterUntil > 0 ? { filterUntil } : {}),
+    });
   }
-  return lastUid;
+  return { lastUid, filterUntil };
 }

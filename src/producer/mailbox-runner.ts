@@ -7,8 +7,9 @@
 // means session-failure.ts, and what the runner shows (/status, metrics, /ready) runner-status.ts.
 import type { ImapFlow } from 'imapflow';
 import { sleep } from '../core/backoff.ts';
-import { LeaseLostError } from '../core/errors.ts';
+import { ConfigError, LeaseLostError } from '../core/errors.ts';
 import { connectImap } from './imap-connect.ts';
+import { ChangeTracker } from './mailbox-changes.ts';
 import type { AccountContext } from './mailbox-context.ts';
 import { runSession } from './mailbox-session.ts';
 import { FailureStreak } from './reconnect-wait.ts';
@@ -42,6 +43,7 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
   const stopper = new AbortController();
   const board = new RunnerStatusBoard(ctx, mailbox);
   const failures = new SessionFailures({ ctx, board, streak: new FailureStreak(ctx.settings), log });
+  const changes = new ChangeTracker(ctx, mailbox);
   let loop: Promise<void> | undefined;
   let client: ImapFlow | undefined;
   let loggingIn: ImapFlow | undefined;
@@ -49,6 +51,8 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
   const connect = async (): Promise<ImapFlow> => {
     const attempt = () => connectImap(ctx.account, {
       tokens: ctx.tokens,
+      // QRESYNC reports vanished UIDs with the changes (RFC 7162); only change tracking asks.
+      qresync: changes.enabled,
       onClient: (c) => {
         c.on('error', (err: Error) => log.debug({ err }, 'imap connection error'));
         loggingIn = c;
@@ -69,7 +73,7 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
       let failure: unknown;
       try {
         await runSession({
-          ctx, mailbox, fencingToken: options.fencingToken ?? '', board, failures, log, signal: stopper.signal,
+          ctx, mailbox, fencingToken: options.fencingToken ?? '', board, failures, changes, log, signal: stopper.signal,
           connect, onClient: (c) => { client = c; },
         });
       } catch (err) {
@@ -79,6 +83,12 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
           board.setState('lease-lost');
           stopper.abort();
           options.onLeaseLost?.(mailbox);
+        } else if (err instanceof ConfigError) {
+          // A setting this server cannot honour (FETCH_FILTER's X-GM-RAW elsewhere than Gmail): trying again cannot help.
+          log.error({ err }, 'mailbox not read: a setting does not fit this server');
+          board.status.lastError = err.message;
+          board.setState('misconfigured');
+          stopper.abort();
         } else if (!stopper.signal.aborted) {
           wait = failures.record(err);
         }
@@ -94,7 +104,7 @@ export function createMailboxRunner(ctx: AccountContext, mailbox: string, option
       board.reconnecting();
       await sleep(wait, stopper.signal);
     }
-    if (board.status.state !== 'lease-lost') board.setState('stopped');
+    if (board.status.state !== 'lease-lost' && board.status.state !== 'misconfigured') board.setState('stopped');
   }
 
   return {

@@ -6,10 +6,12 @@
 // soon as the store answers again (the stream gate waits for it).
 import type { FetchMessageObject, ImapFlow } from 'imapflow';
 import { isBlobOutage } from './blob-health.ts';
+import { tracksAnything } from './change-events.ts';
 import type { FetchMeta } from './email-entry.ts';
+import { filterSearch } from './fetch-filter.ts';
 import type { AccountContext } from './mailbox-context.ts';
-import type { OpenedMailbox } from './mailbox-position.ts';
-import type { PreparedEntry } from './stream-append.ts';
+import type { OpenedMailbox, Position } from './mailbox-position.ts';
+import type { BatchAppend, PreparedEntry } from './stream-append.ts';
 import type { PauseReason } from './stream-gate.ts';
 
 /** Bytes of raw mail one batch may hold (besides FETCH_BATCH_SIZE). */
@@ -70,6 +72,25 @@ async function listNewUids(client: ImapFlow, afterUid: number): Promise<Listed[]
   return listed.sort((a, b) => a.uid - b.uid);
 }
 
+/** A backfill under FETCH_FILTER: the matching UIDs up to `filterUntil`, then everything after it. */
+async function listFiltered(ctx: AccountContext, client: ImapFlow, afterUid: number, filterUntil: number): Promise<Listed[]> {
+  const { query } = filterSearch(ctx.settings.fetchFilter!, client.capabilities);
+  const found = await client.search({ ...query, uid: `${afterUid + 1}:${filterUntil}` }, { uid: true });
+  const matches = (Array.isArray(found) ? found : []).filter((uid) => uid > afterUid && uid <= filterUntil).sort((a, b) => a - b);
+  const listed: Listed[] = [];
+  if (matches.length > 0) {
+    for await (const msg of client.fetch(uidSet(matches), { uid: true, size: true }, { uid: true })) listed.push({ uid: msg.uid, size: msg.size ?? 0 });
+  }
+  const after = (await listNewUids(client, filterUntil));
+  return [...listed.sort((a, b) => a.uid - b.uid), ...after];
+}
+
+/** What the append records for change tracking (the moves announced: not on Gmail, where a message is in many mailboxes at once). */
+function trackingOf(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox): BatchAppend['tracking'] {
+  if (ctx.readOnly || !tracksAnything(ctx.settings.changes)) return undefined;
+  return { announceMoves: ctx.settings.changes.deletes && !client.capabilities.has('X-GM-EXT-1'), modseqFloor: box.highestModseq };
+}
+
 function metaOf(ctx: AccountContext, box: OpenedMailbox, msg: FetchMessageObject, gmail: boolean): FetchMeta {
   const internal = msg.internalDate;
   return {
@@ -118,11 +139,11 @@ function parsed(ctx: AccountContext, parsing: Array<Promise<PreparedEntry>>): Pr
   return ctx.blobs ? ctx.blobs.guard(() => Promise.all(parsing)) : Promise.all(parsing);
 }
 
-export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, afterUid: number, fencingToken: string, progress: SyncProgress): Promise<SyncResult> {
-  const result: SyncResult = { fetched: 0, appended: 0, skipped: 0, lastUid: afterUid };
+export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, from: Position, fencingToken: string, progress: SyncProgress): Promise<SyncResult> {
+  const result: SyncResult = { fetched: 0, appended: 0, skipped: 0, lastUid: from.lastUid };
   for (;;) {
     try {
-      await syncFrom(ctx, client, box, result, fencingToken, progress);
+      await syncFrom(ctx, client, box, result, from.filterUntil, fencingToken, progress);
       return result;
     } catch (err) {
       // Nothing of the failed batch was appended; the gate holds the next fetch until the store
@@ -134,10 +155,16 @@ export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: Op
 }
 
 /** Syncs from `result.lastUid` on, adding to `result` batch by batch. */
-async function syncFrom(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, result: SyncResult, fencingToken: string, progress: SyncProgress): Promise<void> {
-  const listed = await listNewUids(client, result.lastUid);
+async function syncFrom(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, result: SyncResult, filterUntil: number, fencingToken: string, progress: SyncProgress): Promise<void> {
+  const filtering = ctx.settings.fetchFilter !== undefined && result.lastUid < filterUntil;
+  const listed = filtering ? await listFiltered(ctx, client, result.lastUid, filterUntil) : await listNewUids(client, result.lastUid);
   progress.onResponse();
-  if (listed.length === 0) return;
+  const tracking = trackingOf(ctx, client, box);
+  if (listed.length === 0) {
+    // The filter matched nothing more: the backfill is done, the position moves past it.
+    if (filtering) await advancePast(ctx, box, result, filterUntil, fencingToken, tracking);
+    return;
+  }
 
   const gmail = client.capabilities.has('X-GM-EXT-1');
   const labels = { account: ctx.keys.account, mailbox: box.path };
@@ -169,11 +196,12 @@ async function syncFrom(ctx: AccountContext, client: ImapFlow, box: OpenedMailbo
       ctx.fault.hit('after-blobs');
       entries.sort((a, b) => a.uid - b.uid);
       const endAppend = ctx.metrics.appendDuration.startTimer(labels);
-      const done = await ctx.appender.append({ mailbox: box.path, uidValidity: box.uidValidity, lastUid: batchLastUid, entries, fencingToken });
+      const done = await ctx.appender.append({ mailbox: box.path, uidValidity: box.uidValidity, lastUid: batchLastUid, entries, fencingToken, tracking });
       endAppend();
       ctx.fault.hit('after-append');
       ctx.metrics.emailsAppended.inc(labels, done.appended);
       ctx.metrics.emailsSkipped.inc(labels, done.skipped);
+      if (done.moved) ctx.metrics.changeEvents.inc({ ...labels, type: 'moved' }, done.moved);
       ctx.metrics.parseErrors.inc(labels, entries.filter((e) => e.parseError).length);
       result.appended += done.appended;
       result.skipped += done.skipped;
@@ -185,4 +213,11 @@ async function syncFrom(ctx: AccountContext, client: ImapFlow, box: OpenedMailbo
     appending.catch(() => undefined);
   }
   if (appending) await appending;
+  if (filtering && !progress.signal.aborted && result.lastUid < filterUntil) await advancePast(ctx, box, result, filterUntil, fencingToken, tracking);
+}
+
+/** Moves lastUid to the end of a filtered backfill, so the filter is not asked again. */
+async function advancePast(ctx: AccountContext, box: OpenedMailbox, result: SyncResult, filterUntil: number, fencingToken: string, tracking: BatchAppend['tracking']): Promise<void> {
+  await ctx.appender.append({ mailbox: box.path, uidValidity: box.uidValidity, lastUid: filterUntil, entries: [], fencingToken, tracking });
+  result.lastUid = filterUntil;
 }

@@ -4,7 +4,7 @@
 import type { ErrorKind } from '../core/errors.ts';
 import type { AccountContext } from './mailbox-context.ts';
 
-export type RunnerState = 'starting' | 'connecting' | 'syncing' | 'idle' | 'polling' | 'paused' | 'reconnecting' | 'auth-failed' | 'throttled' | 'over-quota' | 'lease-lost' | 'stopped';
+export type RunnerState = 'starting' | 'connecting' | 'syncing' | 'idle' | 'polling' | 'paused' | 'reconnecting' | 'auth-failed' | 'throttled' | 'over-quota' | 'misconfigured' | 'lease-lost' | 'stopped';
 
 /** States a failed login leaves behind until a login succeeds: /status and /ready keep naming the refusal. */
 export const FAILED_STATES: ReadonlySet<RunnerState> = new Set(['reconnecting', 'auth-failed', 'throttled', 'over-quota']);
@@ -91,6 +91,7 @@ export class RunnerStatusBoard {
     const mailbox = status.mailbox;
     if (status.state === 'stopped' || status.state === 'lease-lost') return undefined;
     if (status.state === 'auth-failed') return `imap ${mailbox}: authentication failed: ${status.lastError}`;
+    if (status.state === 'misconfigured') return `imap ${mailbox}: not read: ${status.lastError}`;
     const next = status.retryAt ? `; next login at ${new Date(status.retryAt).toISOString()}` : '';
     if (status.state === 'throttled') return `imap ${mailbox}: throttled by the server: ${status.lastError}${next}`;
     if (status.state === 'over-quota') return `imap ${mailbox}: over quota (bandwidth or download limit): ${status.lastError}${next}`;

@@ -1,7 +1,7 @@
 // Stream entries as the worker sees them: parsed from XREADGROUP/XCLAIM replies without touching
 // the email JSON (sinks that send it as-is never parse it), plus the dedupe marker name of a key.
 import { createHash } from 'node:crypto';
-import { ENTRY_FIELDS } from '../core/entry.ts';
+import { ENTRY_FIELDS, entryTypeOf, type EntryType } from '../core/entry.ts';
 import type { GroupKeys } from '../core/keys.ts';
 
 export interface StreamEntry {
@@ -9,8 +9,10 @@ export interface StreamEntry {
   id: string;
   /** The idempotency key (entry field `key`). */
   key: string;
-  /** The email JSON exactly as the producer wrote it (entry field `email`). */
+  /** The email JSON exactly as the producer wrote it (entry field `email`): an EmailEntry, or a ChangeEvent. */
   email: string;
+  /** Entry field `type`; absent means `message.new` (entries before version 3 have no type). */
+  type?: EntryType;
 }
 
 /** What a reply held: entries to deliver, and ids whose payload is gone (trimmed while pending). */
@@ -24,14 +26,16 @@ export function parseEntries(raw: readonly RawEntry[]): ParsedEntries {
   for (const [id, fields] of raw) {
     let key: string | undefined;
     let email: string | undefined;
+    let type: string | undefined;
     if (fields) {
       for (let i = 0; i + 1 < fields.length; i += 2) {
         if (fields[i] === ENTRY_FIELDS.key) key = fields[i + 1];
         else if (fields[i] === ENTRY_FIELDS.email) email = fields[i + 1];
+        else if (fields[i] === ENTRY_FIELDS.type) type = fields[i + 1];
       }
     }
     if (key === undefined || email === undefined) missing.push(id);
-    else entries.push({ id, key, email });
+    else entries.push({ id, key, email, type: entryTypeOf(type) });
   }
   return { entries, missing };
 }

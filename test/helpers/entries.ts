@@ -7,7 +7,7 @@ import { accountKeys } from '../../src/core/keys.ts';
 export function sampleEmail(account: string, n: number, key = `<msg-${n}@example.com>`): EmailEntry {
   const now = new Date().toISOString();
   return {
-    v: ENTRY_VERSION, key, keySource: 'message-id', account, mailbox: 'INBOX', uidValidity: '1', uid: n,
+    v: ENTRY_VERSION, type: 'message.new', key, keySource: 'message-id', account, mailbox: 'INBOX', uidValidity: '1', uid: n,
     messageId: key,
     envelope: {
       date: now, subject: `Message ${n}`, from: [{ name: 'Sender', address: `sender${n % 7}@example.org` }],

@@ -9,7 +9,7 @@ import { pairs } from '../../src/core/stream-stats.ts';
 export function sampleEntry(account: string, uid: number): EmailEntry {
   const date = new Date(Date.UTC(2026, 0, 1, 0, uid)).toISOString();
   return {
-    v: ENTRY_VERSION, key: `msgid-${uid}@example.com`, keySource: 'message-id', account, mailbox: 'INBOX',
+    v: ENTRY_VERSION, type: 'message.new', key: `msgid-${uid}@example.com`, keySource: 'message-id', account, mailbox: 'INBOX',
     uidValidity: '1700', uid, messageId: `<msgid-${uid}@example.com>`,
     envelope: { date, subject: `Message ${uid}`, from: [{ name: 'Sender', address: 'sender@example.com' }], to: [{ name: '', address: account }], cc: [], bcc: [], replyTo: [], inReplyTo: null },
     headers: { subject: `Message ${uid}` }, text: `Body ${uid}`, textTruncated: false, html: null, htmlTruncated: false,

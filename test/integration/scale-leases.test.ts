@@ -149,7 +149,7 @@ describe('mailbox leases', () => {
     const appender = createStreamAppender(client, keys, { retentionMs: 86_400_000 });
     const batch = (key: string, uid: number, fencingToken: string) => ({
       mailbox: 'INBOX', uidValidity: '7', lastUid: uid, fencingToken,
-      entries: [{ uid, key, email: JSON.stringify({ v: 1, key }), internalDateMs: 0, parseError: false }],
+      entries: [{ uid, key, email: JSON.stringify({ v: 1, key }), internalDateMs: 0, parseError: false, flags: [] }],
     });
     await expect(appender.append(batch('<late@example.com>', 1, stale))).rejects.toBeInstanceOf(LeaseLostError);
     expect(await client.xlen(keys.stream)).toBe(0);

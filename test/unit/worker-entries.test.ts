@@ -10,13 +10,20 @@ import { createHmac } from 'node:crypto';
 const keys = accountKeys('ms', 'user@example.com').group('workers');
 
 describe('stream entries', () => {
-  it('reads key and email by field name and reports entries whose payload is gone', () => {
+  it('reads key, email and type by field name and reports entries whose payload is gone', () => {
     const parsed = parseEntries([
       ['1-0', ['email', '{"a":1}', 'key', 'k1']],
       ['2-0', null],
       ['3-0', ['key', 'k3']],
+      ['4-0', ['key', 'k4#deleted#INBOX:1:4', 'email', '{"b":2}', 'type', 'message.deleted']],
+      ['5-0', ['key', 'k5', 'email', '{}', 'type', 'message.unheard-of']],
     ]);
-    expect(parsed.entries).toEqual([{ id: '1-0', key: 'k1', email: '{"a":1}' }]);
+    expect(parsed.entries).toEqual([
+      // Entries before version 3 carry no type: they are all new mail.
+      { id: '1-0', key: 'k1', email: '{"a":1}', type: 'message.new' },
+      { id: '4-0', key: 'k4#deleted#INBOX:1:4', email: '{"b":2}', type: 'message.deleted' },
+      { id: '5-0', key: 'k5', email: '{}', type: 'message.new' },
+    ]);
     expect(parsed.missing).toEqual(['2-0', '3-0']);
   });
 

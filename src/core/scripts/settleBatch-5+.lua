@@ -19,7 +19,7 @@
   then U, then U ids of duplicates (already delivered under their key: acknowledged only)
   then R, then R triples of retries: id, attempts so far, failure record JSON, due time (ms)
   then X, then X dead letters: id, F, then F field/value strings of the dead letter
-  (the entry's own `key` and `email` fields are copied from the stream here)
+  (the entry's own `key`, `email` and `type` fields are copied from the stream here)
 
   Returns {acknowledged, retriesRecorded, deadLetterIds}: deadLetterIds has one element per dead
   letter, its DLQ id, or false when the entry was not pending any more (settled before).
@@ -87,7 +87,7 @@ for x = 1, dead do
   if original[1] then
     local f = original[1][2]
     for j = 1, #f, 2 do
-      if f[j] == 'key' or f[j] == 'email' then
+      if f[j] == 'key' or f[j] == 'email' or f[j] == 'type' then
         fields[#fields + 1] = f[j]
         fields[#fields + 1] = f[j + 1]
       end
