@@ -166,6 +166,18 @@ describe('whole bodies (SINK_BODIES=whole)', () => {
     await expect(sink.check()).rejects.toThrow('BLOB_STORE_URL=none');
   });
 
+  it('an email\'s own problems stay its own: a ref that is no ref is permanent, a rewrite that throws retries that email alone', async () => {
+    const store = fileStore();
+    const ok = await entryOf(store, plain(8));
+    const badRef: Delivery = { ...ok, id: '90-0', key: 'bad-ref', email: JSON.stringify({ ...JSON.parse(ok.email), htmlRef: 'sha256:not-hex' }) };
+    const inner = recordingSink();
+    const outcomes = await withBlobs(inner, store, [wholeBodies(1024 * 1024)], { concurrency: 1 }).deliver([badRef, ok], live());
+    expect(outcomes).toEqual([{ status: 'permanent', reason: expect.stringContaining('not a blob ref: sha256:not-hex') }, DELIVERED]);
+    const buggy: EmailRewrite = { wants: (email) => email.includes('not-hex'), apply: () => Promise.reject(new TypeError('attachments is not iterable')) };
+    const mixed = await withBlobs(recordingSink(), store, [buggy], { concurrency: 1 }).deliver([badRef, ok], live());
+    expect(mixed).toEqual([{ status: 'retry', kind: 'sink-failed', reason: expect.stringContaining('attachments is not iterable') }, DELIVERED]);
+  });
+
   it('a delivery given up at shutdown is not attempted', async () => {
     const store = fileStore();
     const long = await entryOf(store, htmlMail(6, `<p>${'v'.repeat(5000)}</p>`));

@@ -63,7 +63,7 @@ export function webhookAttachments(store: BlobStore | null, options: WebhookAtta
       // Taken before signing: each URL then lives at least until the time the payload gives.
       const expiresAt = Date.now() + ttl * 1000;
       let budget = options.mode === 'inline' ? options.inlineMaxBytes : 0;
-      for (const attachment of email.attachments) {
+      for (const attachment of Array.isArray(email.attachments) ? email.attachments : []) {
         if (typeof attachment.ref !== 'string') continue;
         if (options.mode === 'inline' && attachment.size <= budget) {
           attachment.contentBase64 = (await readWhole(store, attachment.ref, signal)).toString('base64');
@@ -73,7 +73,7 @@ export function webhookAttachments(store: BlobStore | null, options: WebhookAtta
         }
       }
       if (!signs) return;
-      if (email.raw) email.raw.url = await urlOf(email.raw.ref);
+      if (typeof email.raw?.ref === 'string') email.raw.url = await urlOf(email.raw.ref);
       if (typeof email.textRef === 'string') email.textUrl = await urlOf(email.textRef);
       if (typeof email.htmlRef === 'string') email.htmlUrl = await urlOf(email.htmlRef);
       email.urlsExpireAt = new Date(expiresAt).toISOString();

@@ -13,6 +13,7 @@
 // minority of their batch (and their batches a minority), charged each try, and dead-lettered
 // after MAX_ATTEMPTS by an outage. A ref the store answers it does not hold is the email's own fault: a
 // `permanent` outcome naming the ref (DLQ; `mailstream blob check` lists such refs).
+import { createHash } from 'node:crypto';
 import { refOf } from '../../core/blobs/blob-ref.ts';
 import { describeStore, type BlobStore } from '../../core/blobs/blob-store.ts';
 import type { EmailEntry } from '../../core/entry.ts';
@@ -34,8 +35,8 @@ export interface BlobWrapperOptions {
   concurrency: number;
 }
 
-/** The ref of empty content: /ready asks the store about it, a read that needs no write permission. */
-const PROBE_REF = refOf('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+/** The ref of empty content: the store is asked about it, a read that needs no write permission. */
+const PROBE_REF = refOf(createHash('sha256').digest('hex'));
 const STORE_CHECK_TIMEOUT_MS = 1_000;
 
 /**
@@ -75,8 +76,9 @@ function messageOf(err: unknown): string {
 export function withBlobs(sink: Sink, store: BlobStore | null, rewrites: readonly EmailRewrite[], options: BlobWrapperOptions): Sink {
   const reads = new InFlightLimit(options.concurrency);
   /**
-   * Why the store last failed a batch, until a batch reads it again: /ready says so. A stat alone
-   * would pass a file store whose directory is gone (no object answers "none", not "down").
+   * Why the store last failed a batch, until it answers again: /ready says so, and later batches
+   * wait (stillDown). Kept rather than asked anew for /ready: a stat alone passes a file store
+   * whose directory is gone (no object answers "none", not "down").
    */
   let storeDown: string | undefined;
   let closing: Promise<void> | undefined;
@@ -100,7 +102,9 @@ export function withBlobs(sink: Sink, store: BlobStore | null, rewrites: readonl
         return { outcome: { status: 'permanent', reason: `${err.message}: the email refers to a blob the store does not hold (collected, or not restored); see runbooks/blob-store.md` } };
       }
       if (isPermanent(err)) return { outcome: { status: 'permanent', reason: messageOf(err) } };
-      return { storeDown: messageOf(err) };
+      if (err instanceof BlobStoreUnavailableError) return { storeDown: messageOf(err) };
+      // Anything else is this email's (a malformed entry): it alone is retried, never the store waited for.
+      return { outcome: { status: 'retry', kind: 'sink-failed', reason: `reading the email's blobs failed: ${messageOf(err)}` } };
     } finally {
       reads.release();
     }

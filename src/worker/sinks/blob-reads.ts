@@ -5,7 +5,7 @@
 // what its ref says (PermanentDeliveryError: waiting cannot mend it).
 import { createHash } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
-import { sha256OfRef } from '../../core/blobs/blob-ref.ts';
+import { isRef, sha256OfRef } from '../../core/blobs/blob-ref.ts';
 import { describeStore, type BlobStore } from '../../core/blobs/blob-store.ts';
 import { BlobNotFoundError, BlobStoreUnavailableError, PermanentDeliveryError } from '../../core/errors.ts';
 
@@ -33,6 +33,8 @@ async function missingOrStoreAbsent(store: BlobStore, missing: BlobNotFoundError
 
 /** The object's bytes, or the typed reason there are none (see missingOrStoreAbsent). */
 export async function openBlob(store: BlobStore | null, ref: string): Promise<Readable> {
+  // No store could ever give it back.
+  if (!isRef(ref)) throw new PermanentDeliveryError(`not a blob ref: ${String(ref).slice(0, 80)} (expected sha256:<64 hex digits>)`);
   if (!store) throw noStoreError(ref);
   try {
     return await store.open(ref);
