@@ -124,9 +124,9 @@ export function handle() { throw new Error('handle is not called when handleBatc
     expect(probe().calls).toEqual([{
       uids: [0, 1, 4], account: ACCOUNT, signal: true,
       deliveries: [
-        { idempotencyKey: '<msg-0@example.com>', entryId: delivery(0).id, attempt: 1 },
-        { idempotencyKey: '<msg-1@example.com>', entryId: delivery(1).id, attempt: 2 },
-        { idempotencyKey: '<msg-4@example.com>', entryId: delivery(4).id, attempt: 1 },
+        { idempotencyKey: '<msg-0@example.com>', entryId: delivery(0).id, type: 'message.new', attempt: 1 },
+        { idempotencyKey: '<msg-1@example.com>', entryId: delivery(1).id, type: 'message.new', attempt: 2 },
+        { idempotencyKey: '<msg-4@example.com>', entryId: delivery(4).id, type: 'message.new', attempt: 1 },
       ],
     }]);
   });

@@ -66,9 +66,19 @@ describe('outcomes', () => {
     expect(req!.body).toBe(d!.email);
     expect(req!.headers).toMatchObject({
       'content-type': 'application/json', 'idempotency-key': d!.key, 'x-mailstream-entry-id': d!.id, 'x-mailstream-attempt': '3',
+      // Entries before version 3 have no type: they are emails.
+      'x-mailstream-event': 'message.new',
     });
     const [, t, v1] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(String(req!.headers['x-mailstream-signature']))!;
     expect(v1).toBe(createHmac('sha256', 'hook-secret').update(`${t}.${d!.email}`).digest('hex'));
+  });
+
+  it('names what a change event is in X-Mailstream-Event', async () => {
+    const sink = createWebhookSink({ url: receiver.url, secret: undefined, timeoutMs: 5_000, concurrency: 2 });
+    const [d] = deliveries(1, 41);
+    const event = { ...d!, key: '<msg-41@example.com>#deleted#INBOX:1:41', type: 'message.deleted' as const };
+    expect(await sink.deliver([event], live())).toEqual([{ status: 'delivered' }]);
+    expect(receiver.requests[0]!.headers).toMatchObject({ 'x-mailstream-event': 'message.deleted', 'idempotency-key': event.key });
   });
 
   it('sends URL credentials as Basic auth and never names them in a reason', async () => {

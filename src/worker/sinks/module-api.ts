@@ -1,12 +1,12 @@
 // What a `module://` handler sees of mailstream. Users import it as `mailstream/sink`
 // (src/sink.ts, package.json "exports"); docs/sinks.md describes the contract.
 import type { Readable } from 'node:stream';
-import type { EmailEntry } from '../../core/entry.ts';
+import type { ChangeEvent, EmailEntry, EntryType, MessageDeleted, MessageMoved, MessageUpdated, StreamPayload } from '../../core/entry.ts';
 import type { Outcome } from './types.ts';
 
 export { BlobNotFoundError, BlobStoreUnavailableError, PermanentDeliveryError, TransientDeliveryError } from '../../core/errors.ts';
 export type { DeliveryRetryKind, SinkFailureKind } from '../../core/errors.ts';
-export type { EmailEntry, Outcome };
+export type { ChangeEvent, EmailEntry, EntryType, MessageDeleted, MessageMoved, MessageUpdated, Outcome, StreamPayload };
 
 /** The blob store (BLOB_STORE_URL), for the refs of an email: `raw.ref`, `attachments[i].ref`, `textRef`, `htmlRef`. */
 export interface BlobReader {
@@ -25,6 +25,8 @@ export interface HandlerContext {
   idempotencyKey: string;
   /** The stream entry id. */
   entryId: string;
+  /** What the first argument is: `message.new` (an EmailEntry), or with TRACK_CHANGES a change to one (a ChangeEvent of this type). */
+  type: EntryType;
   account: string;
   /** 1 on the first try. */
   attempt: number;
@@ -37,6 +39,8 @@ export interface HandlerContext {
 export interface BatchDelivery {
   idempotencyKey: string;
   entryId: string;
+  /** What `emails[i]` is (its own `type` field says the same). */
+  type: EntryType;
   /** 1 on the first try. */
   attempt: number;
 }
@@ -60,9 +64,10 @@ export interface InitContext {
 
 /** What a handler module exports: `handle` and/or `handleBatch`, optionally `init` and `close`. */
 export interface SinkModule {
-  handle?(email: EmailEntry, ctx: HandlerContext): unknown;
+  /** `email.type` tells an email (`message.new`) from a change to one sent before (TRACK_CHANGES). */
+  handle?(email: StreamPayload, ctx: HandlerContext): unknown;
   /** Resolves with one outcome per email, in order. Preferred over `handle` when both exist. */
-  handleBatch?(emails: EmailEntry[], ctx: BatchContext): Outcome[] | Promise<Outcome[]>;
+  handleBatch?(emails: StreamPayload[], ctx: BatchContext): Outcome[] | Promise<Outcome[]>;
   /** Called once before the worker opens any connection; a throw stops start-up. */
   init?(ctx: InitContext): unknown;
   /** Called once at shutdown, after the last delivery. */

@@ -3,7 +3,7 @@
 // is parsed once; `handle` calls run side by side, at most `concurrency` across every call.
 import { pathToFileURL } from 'node:url';
 import { ConfigError, MailstreamError } from '../../core/errors.ts';
-import type { EmailEntry } from '../../core/entry.ts';
+import type { StreamPayload } from '../../core/entry.ts';
 import { deliverEach, InFlightLimit } from './in-flight.ts';
 import type { BlobStore } from '../../core/blobs/blob-store.ts';
 import { openBlob } from './blob-reads.ts';
@@ -13,9 +13,9 @@ import { DELIVERED, type Delivery, type Outcome, type Sink, type SinkOptions } f
 
 const NOT_JSON: Outcome = Object.freeze({ status: 'permanent', reason: 'the stream entry\'s email is not valid JSON' });
 
-function parse(delivery: Delivery): EmailEntry | undefined {
+function parse(delivery: Delivery): StreamPayload | undefined {
   try {
-    return JSON.parse(delivery.email) as EmailEntry;
+    return JSON.parse(delivery.email) as StreamPayload;
   } catch {
     return undefined;
   }
@@ -37,7 +37,7 @@ async function viaHandle(handle: NonNullable<SinkModule['handle']>, delivery: De
   const email = parse(delivery);
   if (!email) return NOT_JSON;
   try {
-    await handle(email, { idempotencyKey: delivery.key, entryId: delivery.id, account: delivery.account, attempt: delivery.previousAttempts + 1, signal, blobs });
+    await handle(email, { idempotencyKey: delivery.key, entryId: delivery.id, type: delivery.type ?? 'message.new', account: delivery.account, attempt: delivery.previousAttempts + 1, signal, blobs });
     return DELIVERED;
   } catch (err) {
     return outcomeOfThrow(err);
@@ -46,7 +46,7 @@ async function viaHandle(handle: NonNullable<SinkModule['handle']>, delivery: De
 
 async function viaHandleBatch(handleBatch: NonNullable<SinkModule['handleBatch']>, batch: readonly Delivery[], signal: AbortSignal, blobs: BlobReader): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
-  const emails: EmailEntry[] = [];
+  const emails: StreamPayload[] = [];
   /** Where in the batch each email handed over sits (emails that are not JSON are not handed over). */
   const positions: number[] = [];
   const ctx: BatchContext = { account: batch[0]?.account ?? '', deliveries: [], signal, blobs };
@@ -56,7 +56,7 @@ async function viaHandleBatch(handleBatch: NonNullable<SinkModule['handleBatch']
     if (!email) continue;
     emails.push(email);
     positions.push(i);
-    ctx.deliveries.push({ idempotencyKey: delivery.key, entryId: delivery.id, attempt: delivery.previousAttempts + 1 });
+    ctx.deliveries.push({ idempotencyKey: delivery.key, entryId: delivery.id, type: delivery.type ?? 'message.new', attempt: delivery.previousAttempts + 1 });
   }
   if (emails.length === 0) return outcomes;
   let answered: Outcome[];

@@ -1,9 +1,11 @@
 // PostgreSQL sink: one multi-row INSERT per batch (one statement, one transaction), columns
 // extracted from the email JSON by PostgreSQL itself so the worker never parses it, and ON
 // CONFLICT on the idempotency key so a redelivered email is a no-op. A batch refused for its data
-// is inserted again row by row, so only the rows PostgreSQL refuses are permanent.
+// is inserted again row by row, so only the rows PostgreSQL refuses are permanent. Changes to
+// emails (TRACK_CHANGES) update their rows after the batch's new emails are in (postgres-events.ts).
 import pg from 'pg';
 import { InFlightLimit, NOT_ATTEMPTED } from './in-flight.ts';
+import { applyEvents } from './postgres-events.ts';
 import { classifyPostgresFailure, type PostgresFailure } from './postgres-failure.ts';
 import { migrate } from './postgres-migrate.ts';
 import { DELIVERED, type Delivery, type Outcome, type Sink } from './types.ts';
@@ -15,7 +17,7 @@ const INSERT = `
 WITH inserted AS (
 INSERT INTO emails (idempotency_key, account, mailbox, uid_validity, uid, message_id, from_address,
   to_addresses, subject, sent_at, internal_date, size_bytes, attachment_count, ingested_at,
-  stream_entry_id, raw_ref, email)
+  stream_entry_id, raw_ref, flags, labels, email)
 SELECT k, e->>'account', e->>'mailbox', e->>'uidValidity', (e->>'uid')::bigint, e->>'messageId',
   e->'envelope'->'from'->0->>'address',
   COALESCE(ARRAY(SELECT a->>'address' FROM jsonb_array_elements(
@@ -23,7 +25,8 @@ SELECT k, e->>'account', e->>'mailbox', e->>'uidValidity', (e->>'uid')::bigint, 
   e->'envelope'->>'subject', mailstream_timestamptz(e->'envelope'->>'date'),
   mailstream_timestamptz(e->>'internalDate'), (e->>'size')::bigint,
   CASE WHEN jsonb_typeof(e->'attachments') = 'array' THEN jsonb_array_length(e->'attachments') ELSE 0 END,
-  mailstream_timestamptz(e->>'ingestedAt'), id, e->'raw'->>'ref', e
+  mailstream_timestamptz(e->>'ingestedAt'), id, e->'raw'->>'ref', mailstream_text_array(e->'flags'),
+  CASE WHEN jsonb_typeof(e->'gmail'->'labels') = 'array' THEN mailstream_text_array(e->'gmail'->'labels') END, e
 FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS t(k, id, e)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING idempotency_key, email->'attachments' AS attachments)
@@ -111,15 +114,39 @@ export function createPostgresSink(url: string): Sink {
     return outcomes;
   }
 
+  async function insertEmails(batch: readonly Delivery[], signal: AbortSignal): Promise<Outcome[]> {
+    const failure = await insert(batch, signal);
+    if (!failure) return batch.map(() => DELIVERED);
+    if (failure.kind === 'retry') return batch.map(() => failure.outcome);
+    if (batch.length === 1) return [{ status: 'permanent', reason: failure.reason }];
+    return rowByRow(batch, signal);
+  }
+
+  async function changeRows(events: readonly Delivery[], signal: AbortSignal): Promise<Outcome[]> {
+    let outcomes: Outcome[] = [];
+    const dataError = (err: unknown) => {
+      const failure = classifyPostgresFailure(err, 'query');
+      return failure.kind === 'data' ? failure.reason : undefined;
+    };
+    const failure = await onClient(async (client) => { outcomes = await applyEvents(client, events, dataError); }, signal);
+    if (!failure) return outcomes;
+    return events.map(() => (failure.kind === 'retry' ? failure.outcome : { status: 'permanent', reason: failure.reason }));
+  }
+
   return {
     kind: 'postgres',
     async deliver(batch, signal) {
       if (batch.length === 0) return [];
-      const failure = (await ensureSchema(signal)) ?? (await insert(batch, signal));
-      if (!failure) return batch.map(() => DELIVERED);
-      if (failure.kind === 'retry') return batch.map(() => failure.outcome);
-      if (batch.length === 1) return [{ status: 'permanent', reason: failure.reason }];
-      return rowByRow(batch, signal);
+      const schema = await ensureSchema(signal);
+      if (schema) return batch.map(() => (schema.kind === 'retry' ? schema.outcome : { status: 'permanent', reason: schema.reason }));
+      const emails = batch.filter((d) => (d.type ?? 'message.new') === 'message.new');
+      if (emails.length === batch.length) return insertEmails(batch, signal);
+      // New emails first: a change to an email of the same batch finds its row.
+      const events = batch.filter((d) => (d.type ?? 'message.new') !== 'message.new');
+      const outcomes = new Map<Delivery, Outcome>();
+      if (emails.length > 0) (await insertEmails(emails, signal)).forEach((o, i) => outcomes.set(emails[i]!, o));
+      (await changeRows(events, signal)).forEach((o, i) => outcomes.set(events[i]!, o));
+      return batch.map((d) => outcomes.get(d)!);
     },
     async check() {
       await pool.query('SELECT 1');

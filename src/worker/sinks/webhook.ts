@@ -120,6 +120,8 @@ export function createWebhookSink(options: WebhookOptions): Sink {
       'idempotency-key': delivery.key,
       'x-mailstream-entry-id': delivery.id,
       'x-mailstream-attempt': String(delivery.previousAttempts + 1),
+      // What the body is: message.new (an email) or a change to one sent before (TRACK_CHANGES).
+      'x-mailstream-event': delivery.type ?? 'message.new',
     });
     if (options.secret) headers.set('x-mailstream-signature', signatureHeader(options.secret, delivery.email, Math.floor(Date.now() / 1000)));
     if (authorization) headers.set('authorization', authorization);
