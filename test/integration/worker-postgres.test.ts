@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { accountKeys } from '../../src/core/keys.ts';
+import { migrations as migrationFiles } from '../../src/worker/sinks/postgres-migrate.ts';
 import { runCli, startDaemon } from '../helpers/cli.ts';
 import { appendEmails, sampleEmail } from '../helpers/entries.ts';
 import { eventually, freePort } from '../helpers/ports.ts';
@@ -58,8 +59,10 @@ it('two workers deliver 5,000 entries to PostgreSQL, every key exactly once', as
   });
   expect(sample.rows[0]!.sent_at).toBeInstanceOf(Date);
   expect((sample.rows[0]!.email as { key: string }).key).toBe(keys[5]);
-  const migrations = await db.query('SELECT version, name FROM mailstream_migrations');
-  expect(migrations.rows).toEqual([{ version: 1, name: '001_emails.sql' }, { version: 2, name: '002_blob_refs.sql' }]);
+  const migrations = await db.query('SELECT version, name FROM mailstream_migrations ORDER BY version');
+  // Every migration file, once each, in order.
+  expect(migrations.rows).toEqual(migrationFiles().map(({ version, name }) => ({ version, name })));
+  expect(migrations.rows.slice(0, 2)).toEqual([{ version: 1, name: '001_emails.sql' }, { version: 2, name: '002_blob_refs.sql' }]);
   const attachments = await db.query('SELECT attachment_index, filename, size_bytes, ref FROM email_attachments WHERE idempotency_key = $1', [keys[5]]);
   expect(attachments.rows).toEqual([{ attachment_index: 0, filename: 'a.txt', size_bytes: '3', ref: null }]);
 
