@@ -45,8 +45,9 @@ const STORE_CHECK_TIMEOUT_MS = 1_000;
  */
 export function wholeBodies(maxBodyBytes: number): EmailRewrite {
   return {
-    // Only a key can hold `"textRef":` unescaped: inside a JSON string the quotes would be `\"`.
-    wants: (email) => email.includes('"textRef":') || email.includes('"htmlRef":'),
+    // Only a key can hold `Ref":"` unescaped (inside a JSON string the quotes would be `\"`), and
+    // only textRef and htmlRef end so: one pass over the email, on every email of every batch.
+    wants: (email) => email.includes('Ref":"'),
     async apply(email, store, signal) {
       const [text, html] = await Promise.all([
         typeof email.textRef === 'string' ? readTextStart(store, email.textRef, maxBodyBytes, signal) : undefined,
