@@ -53,6 +53,8 @@ describe('the producer with Gmail\'s extensions', () => {
     const url = (await daemon.waitForLog((l) => l.msg === 'health and metrics listening')).url as string;
     const metrics = async () => (await fetch(`${url}/metrics`)).text();
     await eventually(async () => metricValue(await metrics(), 'mailstream_emails_fetched_total') === 7, { what: 'both mailboxes read' });
+    // Fetched is counted before the parse and the append: wait for the appends themselves.
+    await eventually(async () => metricValue(await metrics(), 'mailstream_emails_appended_total') + metricValue(await metrics(), 'mailstream_emails_skipped_duplicate_total') === 7, { what: 'both mailboxes appended' });
     await eventually(async () => (await fetch(`${url}/ready`)).status === 200, { what: 'ready' });
 
     const entries = await readEntries(redis, keys.stream);
