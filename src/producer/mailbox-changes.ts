@@ -46,11 +46,17 @@ function capabilitiesOf(client: ImapFlow): Capabilities {
 export class ChangeTracker {
   private readonly ctx: AccountContext;
   private readonly mailbox: string;
+  private readonly labels: { account: string; mailbox: string };
   private lastScanAt = 0;
 
   constructor(ctx: AccountContext, mailbox: string) {
     this.ctx = ctx;
     this.mailbox = mailbox;
+    this.labels = { account: ctx.keys.account, mailbox };
+    if (this.enabled) {
+      for (const type of ['updated', 'moved', 'deleted']) ctx.metrics.changeEvents.inc({ ...this.labels, type }, 0);
+      for (const how of ['condstore', 'scan']) ctx.metrics.changeChecks.inc({ ...this.labels, how }, 0);
+    }
   }
 
   get enabled(): boolean {
@@ -94,6 +100,7 @@ export class ChangeTracker {
       }
       if (lastUid > 0) {
         const { found, next } = await this.changedSince(client, lastUid, cursor, caps, onResponse);
+        this.ctx.metrics.changeChecks.inc({ ...this.labels, how: 'condstore' });
         this.ctx.fault.hit('after-change-fetch');
         const newCursor = maxModseq(maxModseq(cursor, opened), next)!;
         const changes = found.map((f) => this.toChange(f, at(f.uid), f.modseq ? { modseq: f.modseq } : { scan: 0 }));
@@ -105,6 +112,7 @@ export class ChangeTracker {
     if (scanDue && lastUid > 0) {
       this.lastScanAt = Date.now();
       const found = await this.scan(client, lastUid, { attributes: attributes && !caps.condstore, uids: !caps.qresync, gmail: caps.gmail }, onResponse);
+      this.ctx.metrics.changeChecks.inc({ ...this.labels, how: 'scan' });
       this.ctx.fault.hit('after-change-fetch');
       const seq = Number(state[1] ?? 0);
       for (let i = 0, n = 0; i < found.length; i += CHUNK, n++) {
@@ -235,7 +243,6 @@ export class ChangeTracker {
   }
 
   private async apply(box: OpenedMailbox, fencingToken: string, cursor: ChangeBatch['cursor'], changes: UidChange[]): Promise<void> {
-    const labels = { account: this.ctx.keys.account, mailbox: this.mailbox };
     const done = await appendChanges(this.ctx.redis, this.ctx.keys, { mailbox: this.mailbox, uidValidity: box.uidValidity, fencingToken, cursor, changes });
     this.ctx.fault.hit('after-change-append');
     if (!done.applied) {
@@ -243,7 +250,7 @@ export class ChangeTracker {
       return;
     }
     for (const change of changes) {
-      if (change.event) this.ctx.metrics.changeEvents.inc({ ...labels, type: change.event.type.slice('message.'.length) });
+      if (change.event) this.ctx.metrics.changeEvents.inc({ ...this.labels, type: change.event.type.slice('message.'.length) });
     }
   }
 }

@@ -1,8 +1,8 @@
 // An IMAP server that speaks Gmail's extensions, for tests: hoodiecrow-imap in this process on a
 // free loopback port (plain TCP), with INBOX and `[Gmail]/All Mail` (\All), X-GM-EXT-1 (message id,
-// thread id, labels), password (LOGIN) and XOAUTH2 logins, and Gmail's refusals on demand: a login,
-// SELECT/EXAMINE or FETCH answered `NO [CODE] text`, a cap on simultaneous connections answered as
-// Gmail does, sessions ended with `* BYE`. Nothing is written to disk; `close()` ends it all.
+// thread id, labels), CONDSTORE (unless asked not to), password (LOGIN) and XOAUTH2 logins, and
+// Gmail's refusals on demand: a login, SELECT/EXAMINE or FETCH answered `NO [CODE] text`, a cap on
+// simultaneous connections answered as Gmail does, sessions ended with `* BYE`. Nothing is written to disk; `close()` ends it all.
 import { createRequire } from 'node:module';
 import type { AddressInfo, Server, Socket } from 'node:net';
 
@@ -32,6 +32,8 @@ interface Hoodiecrow {
   getCommandHandler(command: string): CommandHandler | false;
   setCommandHandler(command: string, handler: CommandHandler): void;
   appendMessage(mailbox: string, flags: string[], internaldate: Date, raw: string): { message: StoredMessage };
+  /** What ENABLE may turn on (the ENABLE plugin's list). */
+  enableAvailable: string[];
 }
 
 // hoodiecrow-imap ships no types; this is the part of its API the tests use.
@@ -66,6 +68,8 @@ export interface GmailImapOptions {
   password?: string;
   /** Decides an XOAUTH2 login (Gmail asks Google's token service); default: refuse every token. */
   checkToken?: (user: string, token: string) => Promise<boolean>;
+  /** Offer CONDSTORE (Gmail does); false makes a server whose changes only a scan finds. @default true */
+  condstore?: boolean;
 }
 
 export interface GmailImap {
@@ -125,7 +129,7 @@ export async function startGmailImap(options: GmailImapOptions = {}): Promise<Gm
   const user = options.user ?? 'user@gmail.example';
   const password = options.password ?? 'gmail-app-password';
   const server = hoodiecrow({
-    plugins: ['ID', 'IDLE', 'SASL-IR', 'ENABLE', 'CONDSTORE', 'UIDPLUS', 'SPECIAL-USE', 'NAMESPACE', 'UNSELECT', 'X-GM-EXT-1'],
+    plugins: ['ID', 'IDLE', 'SASL-IR', 'ENABLE', ...(options.condstore === false ? [] : ['CONDSTORE']), 'UIDPLUS', 'SPECIAL-USE', 'NAMESPACE', 'UNSELECT', 'X-GM-EXT-1'],
     users: { [user]: { password } },
     storage: {
       INBOX: { messages: [] },
@@ -135,6 +139,17 @@ export async function startGmailImap(options: GmailImapOptions = {}): Promise<Gm
   // The two gaps of hoodiecrow's Gmail plugin: it never announces X-GM-EXT-1, and has no thread ids.
   server.registerCapability('X-GM-EXT-1', () => true);
   server.fetchHandlers['X-GM-THRID'] = (_c, m) => ({ type: 'ATOM', value: String(m['X-GM-THRID'] ?? m['X-GM-MSGID']) });
+  // A third gap: its ENABLE never answers `* ENABLED ...` (RFC 5161), so a client (imapflow) does
+  // not know CONDSTORE is on, as it is with Gmail.
+  const enable = server.getCommandHandler('ENABLE');
+  if (!enable) throw new Error('hoodiecrow has no handler for ENABLE');
+  server.setCommandHandler('ENABLE', (connection, parsed, data, done) => {
+    const granted = (parsed.attributes ?? []).map((a) => String(a.value).toUpperCase()).filter((c) => server.enableAvailable.includes(c));
+    if (granted.length > 0 && connection.state === 'Authenticated') {
+      connection.send({ tag: '*', command: 'ENABLED', attributes: granted.map((value) => ({ type: 'ATOM', value })) }, 'ENABLED', parsed, data);
+    }
+    enable(connection, parsed, data, done);
+  });
   server.registerCapability('AUTH=XOAUTH2', (c) => c.state === 'Not Authenticated');
   server.setCommandHandler('AUTHENTICATE XOAUTH2', xoauth2(options.checkToken ?? (async () => false)));
 
