@@ -25,6 +25,8 @@ export interface DovecotOptions {
   oauthbearer?: boolean;
   /** How the server process is started (the tests pass one that tracks it). */
   spawn?: SpawnFn;
+  /** SPECIAL-USE attributes (RFC 6154) the server announces, by mailbox name: `{ Papierkorb: '\\Trash' }`. */
+  specialUse?: Record<string, string>;
 }
 
 export interface Dovecot extends ServiceControl {
@@ -77,6 +79,13 @@ passdb {
   mechanisms = xoauth2 oauthbearer
   args = ${join(dir, 'oauth2.conf.ext')}
 }` : '';
+  // Without a namespace block Dovecot makes the same default one (inbox, `.` separator on Maildir)
+  // but marks no mailbox: SPECIAL-USE needs it spelled out.
+  const namespace = options.specialUse ? `
+namespace inbox {
+  inbox = yes
+${Object.entries(options.specialUse).map(([name, use]) => `  mailbox "${name}" {\n    special_use = ${use}\n  }`).join('\n')}
+}` : '';
   if (options.introspectionUrl) {
     writeFileSync(join(dir, 'oauth2.conf.ext'), [
       'introspection_mode = post',
@@ -110,7 +119,7 @@ passdb {
   driver = passwd-file
   args = ${join(dir, 'users')}
   mechanisms = plain login
-}${oauthPassdb}
+}${oauthPassdb}${namespace}
 userdb {
   driver = passwd-file
   args = ${join(dir, 'users')}
