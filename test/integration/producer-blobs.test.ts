@@ -153,7 +153,7 @@ describe.each([
 
     // Every other email: its raw source and attachments are there too.
     for (const entry of entries) {
-      expect(entry.v).toBe(2);
+      expect(entry.v).toBe(3);
       expect(entry.raw!.sha256).toBe(sha(sources.get(entry.uid)!));
       for (const a of entry.attachments) expect(a.ref).toBe(`sha256:${a.sha256}`);
     }
