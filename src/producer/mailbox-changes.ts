@@ -103,7 +103,8 @@ export class ChangeTracker {
         this.ctx.metrics.changeChecks.inc({ ...this.labels, how: 'condstore' });
         this.ctx.fault.hit('after-change-fetch');
         const newCursor = maxModseq(maxModseq(cursor, opened), next)!;
-        const changes = found.map((f) => this.toChange(f, at(f.uid), f.modseq ? { modseq: f.modseq } : { scan: 0 }));
+        // A server that leaves MODSEQ out of an answer: the look's own cursor still tells this change from the next.
+        const changes = found.map((f) => this.toChange(f, at(f.uid), { modseq: f.modseq ?? newCursor }));
         await this.applyInChunks(box, fencingToken, { field: 'highestModseq', expected: cursor, next: newCursor }, changes);
         this.count(result, found);
       }
