@@ -15,6 +15,8 @@ import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-r
 const ACCOUNT = 'user@example.com';
 const POISON = '<msg-5@example.com>';
 const REFUSED = '<msg-7@example.com>';
+/** A change event (TRACK_CHANGES) the receiver refuses until fixed. */
+const REFUSED_EVENT = '<msg-9@example.com>#deleted#INBOX:1:9';
 let redisServer: RedisServer;
 let redis: Redis;
 let receiver: WebhookReceiver;
@@ -25,7 +27,7 @@ beforeAll(async () => {
   redis = redisServer.client();
   receiver = await startWebhookReceiver((r) => {
     if (!fixed && r.key === POISON) return { status: 500, body: 'handler crashed on this one' };
-    if (!fixed && r.key === REFUSED) return { status: 422, body: '{"error":"recipient unknown"}' };
+    if (!fixed && (r.key === REFUSED || r.key === REFUSED_EVENT)) return { status: 422, body: '{"error":"recipient unknown"}' };
     return { status: 200 };
   });
 });
@@ -92,4 +94,23 @@ it('purges the DLQ only with --yes', async () => {
   expect(purged.code).toBe(0);
   expect(purged.stdout).toContain('purged 1 dead letter(s)');
   expect(await redis.exists(keys.dlq)).toBe(0);
+});
+
+it('a change event keeps its type through the DLQ and back', async () => {
+  fixed = false;
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const keys = accountKeys(prefix, ACCOUNT);
+  const env = { REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, IMAP_USER: ACCOUNT };
+  const event = { v: 3, type: 'message.deleted', key: REFUSED_EVENT, messageKey: '<msg-9@example.com>', account: ACCOUNT, mailbox: 'INBOX', uidValidity: '1', uid: 9, observedAt: new Date().toISOString() };
+  await redis.xadd(keys.stream, '*', 'key', REFUSED_EVENT, 'email', JSON.stringify(event), 'type', 'message.deleted');
+  const worker = startDaemon(['worker'], { ...env, SINK_URL: receiver.url, HTTP_PORT: String(await freePort()), READ_BLOCK_MS: '200' });
+  await eventually(async () => (await redis.xlen(keys.dlq)) === 1, { what: 'the event dead-lettered' });
+  const [, fields] = (await redis.xrange(keys.dlq, '-', '+'))[0]!;
+  expect(fields.slice(0, 6)).toEqual(['key', REFUSED_EVENT, 'email', JSON.stringify(event), 'type', 'message.deleted']);
+  fixed = true;
+  expect((await runCli(['dlq', 'replay', '--all'], env)).code).toBe(0);
+  await eventually(() => receiver.accepted.includes(REFUSED_EVENT), { what: 'the replayed event delivered' });
+  const delivered = receiver.requests.filter((r) => r.key === REFUSED_EVENT);
+  expect(delivered.map((r) => r.headers['x-mailstream-event'])).toEqual(['message.deleted', 'message.deleted']);
+  expect(await worker.stop()).toBe(0);
 });
