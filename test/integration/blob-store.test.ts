@@ -2,15 +2,15 @@
 // server on loopback (s3rver). Content-addressed: the same bytes are stored once under
 // sha256:<hex>; streamed content is hashed on the way; a store that does not answer fails typed.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { objectPath } from '../../src/core/blobs/blob-ref.ts';
 import type { BlobStore } from '../../src/core/blobs/blob-store.ts';
-import { FileBlobStore, TMP_DIR } from '../../src/core/blobs/file-store.ts';
+import { FileBlobStore, TMP_DIR, TMP_PREFIX } from '../../src/core/blobs/file-store.ts';
 import { S3BlobStore } from '../../src/core/blobs/s3-store.ts';
 import { BlobNotFoundError, BlobStoreUnavailableError } from '../../src/core/errors.ts';
 import { S3_CREDENTIALS, startS3Server, type S3Server } from '../helpers/s3-server.ts';
@@ -112,6 +112,23 @@ describe.each([
   it('probe answers while the store takes writes', async () => {
     await expect(make().probe()).resolves.toBeUndefined();
   });
+
+  it('puts with durable: false, made durable together by one flush (the same content twice is one object)', async () => {
+    const store = make();
+    const small = Array.from({ length: 20 }, (_, i) => Buffer.from(`message ${i}`));
+    const large = randomBytes(3 * 1024 * 1024);
+    const puts = await Promise.all([
+      ...small.map((content) => store.put(content, { durable: false })),
+      store.put(Buffer.from(small[0]!), { durable: false }),
+      store.putStream(chunked(large, 256 * 1024), { durable: false }),
+    ]);
+    await store.flush(puts.map((p) => p.ref));
+    for (const [i, content] of small.entries()) expect(await bytesOf(await store.open(puts[i]!.ref))).toEqual(content);
+    expect(puts[20]!.ref).toBe(puts[0]!.ref);
+    expect(sha(await bytesOf(await store.open(puts[21]!.ref)))).toBe(sha(large));
+    expect(await listed(store)).toEqual([...new Set(puts.map((p) => p.ref))].sort());
+    await expect(store.flush([])).resolves.toBeUndefined();
+  });
 });
 
 describe('s3 store specifics', () => {
@@ -156,18 +173,33 @@ describe('file store specifics', () => {
     expect(await store.stat(ref)).toBeNull();
   });
 
-  it('sweeps temporary files a crash left, not the ones being written', async () => {
+  it('sweeps temporary files a crash left (in tmp/ and beside the objects), not the ones being written', async () => {
     const store = fileStore();
-    await store.put(Buffer.from('makes the tmp dir'));
+    const { ref } = await store.put(Buffer.from('makes a directory'));
+    const beside = dirname(store.pathOf(ref));
     const tmp = join(store.location, TMP_DIR);
-    writeFileSync(join(tmp, 'put-left-by-a-crash'), 'partial');
+    mkdirSync(tmp, { recursive: true });
     const past = new Date(Date.now() - 2 * 86_400_000);
-    utimesSync(join(tmp, 'put-left-by-a-crash'), past, past);
+    for (const path of [join(tmp, 'put-left-by-a-crash'), join(beside, `${TMP_PREFIX}left-by-a-crash`)]) {
+      writeFileSync(path, 'partial');
+      utimesSync(path, past, past);
+    }
     writeFileSync(join(tmp, 'put-under-way'), 'partial');
+    writeFileSync(join(beside, `${TMP_PREFIX}under-way`), 'partial');
     const cutoff = new Date(Date.now() - 86_400_000);
-    expect(await store.sweepTemporary(cutoff, true)).toBe(1);
-    expect(await store.sweepTemporary(cutoff, false)).toBe(1);
+    expect(await store.sweepTemporary(cutoff, true)).toBe(2);
+    expect(await store.sweepTemporary(cutoff, false)).toBe(2);
     expect(await readdir(tmp)).toEqual(['put-under-way']);
+    expect((await readdir(beside)).sort()).toEqual([`${TMP_PREFIX}under-way`, ref.slice('sha256:'.length)].sort());
+    expect(await listed(store)).toEqual([ref]);
+  });
+
+  it('flush refuses a ref that was never stored: a barrier never vouches for a missing object', async () => {
+    const store = fileStore();
+    const { ref } = await store.put(Buffer.from('stored'), { durable: false });
+    const missing = `sha256:${'1'.repeat(64)}`;
+    await expect(store.flush([ref, missing])).rejects.toBeInstanceOf(BlobStoreUnavailableError);
+    await expect(store.flush([ref])).resolves.toBeUndefined();
   });
 
   it('a directory it cannot write fails puts and probes with BlobStoreUnavailableError', async () => {

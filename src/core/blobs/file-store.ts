@@ -1,16 +1,21 @@
 // The file store: one file per object under a directory, at the object's content address. A put
-// writes a temporary file in the same directory tree, syncs it, and renames it into place, so an
-// object is either whole or absent; a crash leaves at most a temporary file (swept by `blob gc`).
-// Putting content that is there already only refreshes the file's time: `blob gc` goes by that
-// time, so a blob that a new entry refers to again is never collected from under it.
+// writes a temporary file (beside the object's path when its hash is known), syncs its data, and
+// only then renames it into place, so an object is either whole or absent; a crash leaves at most a
+// temporary file (swept by `blob gc`). The rename is durable once its directory is synced. A
+// durable put does all of that before it resolves. A put with `durable: false` resolves once the
+// content is written and goes on syncing and renaming in the background; `flush` waits for those
+// and syncs each directory involved once, so a batch's objects become durable together and the
+// writer never waits on the disk one object at a time. Putting content that is there already only
+// refreshes the file's time: `blob gc` goes by that time, so a blob that a new entry refers to again
+// is never collected from under it.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { closeSync, createReadStream, fdatasync, fsync, open, openSync, statSync, write } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BlobNotFoundError, BlobStoreUnavailableError } from '../errors.ts';
 import { objectPath, refOf, refOfPath } from './blob-ref.ts';
-import type { BlobContent, BlobStat, BlobStore, PutResult } from './blob-store.ts';
+import type { BlobContent, BlobStat, BlobStore, PutOptions, PutResult } from './blob-store.ts';
 
 export interface FileStoreOptions {
   dir: string;
@@ -21,18 +26,39 @@ export interface FileStoreOptions {
   fsync?: boolean;
 }
 
-/** Temporary files (writes under way, or left by a crash) live here, on the same filesystem. */
+/** Temporary files of streamed content (writes under way, or left by a crash) live here. */
 export const TMP_DIR = 'tmp';
+/** Temporary files of content whose hash is known up front sit beside their final path, named so. */
+export const TMP_PREFIX = '.tmp-';
+/**
+ * Streamed content up to this size is gathered in memory and stored like content held whole: its
+ * temporary file goes in its final directory, and a rename within one directory is far cheaper
+ * than one across two (Linux serialises those filesystem-wide). Most mail and attachments fit.
+ */
+const GATHER_BYTES = 1024 * 1024;
 
 const isMissing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+/** An object written whose rename is not yet known durable. */
+interface Unsynced {
+  /** Settles once the object is at its path, its data synced first; rejects when it never will be. */
+  placed: Promise<void>;
+  /** Directories whose sync makes the object durable. */
+  dirs: readonly string[];
+}
 
 export class FileBlobStore implements BlobStore {
   readonly kind = 'file' as const;
   readonly location: string;
   private readonly dir: string;
   private readonly fsync: boolean;
-  /** Directories known to exist, so a put does not ask again. */
-  private readonly made = new Set<string>();
+  /** Directories known to exist; each with the directories that making it changed (to be synced). */
+  private readonly made = new Map<string, Promise<string[]>>();
+  /** Objects put and not yet flushed, by ref. */
+  private readonly unsynced = new Map<string, Unsynced>();
+  /** Temporary files are named by this store's prefix and a count (cheaper than random bytes each). */
+  private readonly tmpPrefix = `${TMP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}-`;
+  private tmpCount = 0;
 
   constructor(options: FileStoreOptions) {
     this.dir = options.dir;
@@ -44,44 +70,92 @@ export class FileBlobStore implements BlobStore {
     return join(this.dir, objectPath(ref));
   }
 
-  async put(content: Uint8Array): Promise<PutResult> {
+  async put(content: Uint8Array, options: PutOptions = {}): Promise<PutResult> {
     const sha256 = createHash('sha256').update(content).digest('hex');
-    return this.guard('write', async () => {
-      const ref = refOf(sha256);
-      if (await this.refresh(ref)) return { ref, sha256, size: content.byteLength, created: false };
-      const tmp = await this.tempFile();
+    const ref = refOf(sha256);
+    const size = content.byteLength;
+    const created = await this.guard('write', async () => {
+      if (this.unsynced.has(ref) || await this.refresh(ref)) return false;
+      const path = this.pathOf(ref);
+      const changed = await this.ensureDir(dirname(path));
+      const tmp = await this.tempFile(dirname(path));
       try {
-        await tmp.handle.write(content);
-        return await this.commit(tmp, sha256, content.byteLength);
+        await tmp.write(content);
       } catch (err) {
         await tmp.discard();
         throw err;
       }
+      this.track(ref, this.place(tmp, path), [dirname(path), ...changed]);
+      return true;
     });
+    if (options.durable !== false) await this.flush([ref]);
+    return { ref, sha256, size, created };
   }
 
-  async putStream(content: BlobContent): Promise<PutResult> {
-    return this.guard('write', async () => {
-      const tmp = await this.tempFile();
+  async putStream(content: BlobContent, options: PutOptions = {}): Promise<PutResult> {
+    const result = await this.guard('write', async () => {
+      const iterator = content[Symbol.asyncIterator]();
+      const head: Uint8Array[] = [];
+      let gathered = 0;
+      while (gathered <= GATHER_BYTES) {
+        const next = await iterator.next();
+        if (next.done) return this.put(head.length === 1 ? head[0]! : Buffer.concat(head), { durable: false });
+        head.push(next.value);
+        gathered += next.value.byteLength;
+      }
+      const tmp = await this.tempFile(join(this.dir, TMP_DIR));
       try {
         const hash = createHash('sha256');
         let size = 0;
-        for await (const chunk of content) {
+        const write = async (chunk: Uint8Array) => {
           hash.update(chunk);
           size += chunk.byteLength;
-          await tmp.handle.write(chunk);
-        }
+          await tmp.write(chunk);
+        };
+        for (const chunk of head.splice(0)) await write(chunk);
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) await write(next.value);
         const sha256 = hash.digest('hex');
-        if (await this.refresh(refOf(sha256))) {
+        const ref = refOf(sha256);
+        if (this.unsynced.has(ref) || await this.refresh(ref)) {
           await tmp.discard();
-          return { ref: refOf(sha256), sha256, size, created: false };
+          return { ref, sha256, size, created: false };
         }
-        return await this.commit(tmp, sha256, size);
+        const path = this.pathOf(ref);
+        const changed = await this.ensureDir(dirname(path));
+        this.track(ref, this.place(tmp, path), [dirname(path), ...changed]);
+        return { ref, sha256, size, created: true };
       } catch (err) {
         await tmp.discard();
         throw err;
       }
     });
+    if (options.durable !== false) await this.flush([result.ref]);
+    return result;
+  }
+
+  /**
+   * Waits until each object is in place, then syncs every directory involved, each once. An
+   * object that is neither being written here nor flushed before must be on disk (another process
+   * may have written it); its directories are synced too, as its writer may not have got that far.
+   */
+  async flush(refs: Iterable<string>): Promise<void> {
+    const flushed = new Map<string, Unsynced | undefined>();
+    for (const ref of refs) flushed.set(ref, this.unsynced.get(ref));
+    await this.guard('sync', async () => {
+      const dirs = new Set<string>();
+      await Promise.all([...flushed].map(async ([ref, unsynced]) => {
+        if (unsynced) {
+          await unsynced.placed;
+          for (const dir of unsynced.dirs) dirs.add(dir);
+        } else if (await this.stat(ref)) {
+          for (const dir of this.directoriesOf(ref)) dirs.add(dir);
+        } else {
+          throw new BlobStoreUnavailableError(`blob store ${this.location}: ${ref} was not stored`);
+        }
+      }));
+      if (this.fsync) await Promise.all([...dirs].map(syncDir));
+    });
+    for (const [ref, unsynced] of flushed) if (unsynced && this.unsynced.get(ref) === unsynced) this.unsynced.delete(ref);
   }
 
   async open(ref: string): Promise<Readable> {
@@ -156,13 +230,19 @@ export class FileBlobStore implements BlobStore {
 
   /** Temporary files older than `cutoff` (left by a crash mid-write); returns how many went. */
   async sweepTemporary(cutoff: Date, dryRun: boolean): Promise<number> {
+    const root = join(this.dir, 'sha256');
+    const dirs = [join(this.dir, TMP_DIR)];
+    for (const a of await names(root)) for (const b of await names(join(root, a))) dirs.push(join(root, a, b));
     let removed = 0;
-    for (const name of await names(join(this.dir, TMP_DIR))) {
-      const path = join(this.dir, TMP_DIR, name);
-      const s = await stat(path).catch(() => null);
-      if (!s || s.mtime >= cutoff) continue;
-      if (!dryRun) await rm(path, { force: true });
-      removed += 1;
+    for (const dir of dirs) {
+      for (const name of await names(dir)) {
+        if (dir !== dirs[0] && !name.startsWith(TMP_PREFIX)) continue;
+        const path = join(dir, name);
+        const s = await stat(path).catch(() => null);
+        if (!s || s.mtime >= cutoff) continue;
+        if (!dryRun) await rm(path, { force: true });
+        removed += 1;
+      }
     }
     return removed;
   }
@@ -171,13 +251,22 @@ export class FileBlobStore implements BlobStore {
     await this.put(new Uint8Array(0));
   }
 
-  async close(): Promise<void> {}
+  /** Waits for writes under way; objects never flushed stay as they are (a crash could leave them too). */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.unsynced.values()].map((u) => u.placed));
+  }
 
-  /** An existing object gets a fresh time (see the file's header); false when there is none. */
+  /**
+   * An existing object gets a fresh time (see the file's header); false when there is none. Most
+   * content is new: a look that finds nothing is answered at once from the directory cache, without
+   * a round trip through the thread pool or an error object for ENOENT.
+   */
   private async refresh(ref: string): Promise<boolean> {
+    const path = this.pathOf(ref);
+    if (!statSync(path, { throwIfNoEntry: false })) return false;
     const now = new Date();
     try {
-      await utimes(this.pathOf(ref), now, now);
+      await utimes(path, now, now);
       return true;
     } catch (err) {
       if (isMissing(err)) return false;
@@ -185,44 +274,59 @@ export class FileBlobStore implements BlobStore {
     }
   }
 
-  private async tempFile(): Promise<{ handle: FileHandle; path: string; discard(): Promise<void> }> {
-    const dir = join(this.dir, TMP_DIR);
-    await this.ensureDir(dir);
-    const path = join(dir, `put-${randomBytes(8).toString('hex')}`);
-    const handle = await open(path, 'wx', 0o600);
-    let closed = false;
-    return {
-      handle,
-      path,
-      discard: async () => {
-        if (!closed) { closed = true; await handle.close().catch(() => undefined); }
-        await rm(path, { force: true });
-      },
-    };
+  /** The directories an object's path depends on: its own (sha256/<2>/<2>), the two above, the store's. */
+  private directoriesOf(ref: string): string[] {
+    const own = dirname(this.pathOf(ref));
+    return [own, dirname(own), dirname(dirname(own)), this.dir];
   }
 
-  private async commit(tmp: { handle: FileHandle; path: string }, sha256: string, size: number): Promise<PutResult> {
-    const ref = refOf(sha256);
-    if (this.fsync) await tmp.handle.datasync();
-    await tmp.handle.close();
-    const path = this.pathOf(ref);
-    await this.ensureDir(dirname(path));
-    await rename(tmp.path, path);
-    if (this.fsync) await syncDir(dirname(path));
-    return { ref, sha256, size, created: true };
+  private track(ref: string, placed: Promise<void>, dirs: readonly string[]): void {
+    const unsynced: Unsynced = { placed, dirs };
+    this.unsynced.set(ref, unsynced);
+    // A failure is reported by the flush that waits for it; a later put of the content tries again.
+    placed.catch(() => { if (this.unsynced.get(ref) === unsynced) this.unsynced.delete(ref); });
   }
 
-  private async ensureDir(dir: string): Promise<void> {
-    if (this.made.has(dir)) return;
-    const first = await mkdir(dir, { recursive: true, mode: 0o700 });
-    // A directory made just now is durable only once its parent is synced (each new level's).
-    if (first !== undefined && this.fsync) {
-      for (let level = dir; ; level = dirname(level)) {
-        await syncDir(dirname(level));
-        if (level === first || dirname(level) === level) break;
-      }
+  /** Data first, then the name: a rename that survives a crash never points at unwritten data. */
+  private async place(tmp: TempFile, path: string): Promise<void> {
+    try {
+      if (this.fsync) await tmp.datasync();
+      tmp.close();
+      await rename(tmp.path, path);
+    } catch (err) {
+      this.made.clear();
+      await tmp.discard();
+      throw err;
     }
-    this.made.add(dir);
+  }
+
+  private async tempFile(dir: string): Promise<TempFile> {
+    await this.ensureDir(dir);
+    const path = join(dir, `${this.tmpPrefix}${this.tmpCount++}`);
+    return new TempFile(await call<number>((done) => open(path, 'wx', 0o600, done)), path);
+  }
+
+  /**
+   * Makes a directory (and what is missing above it) once per store; returns the directories whose
+   * entries changed on the way, which must be synced for it to survive a power cut.
+   */
+  private ensureDir(dir: string): Promise<string[]> {
+    let making = this.made.get(dir);
+    if (!making) {
+      making = mkdir(dir, { recursive: true, mode: 0o700 }).then((first) => {
+        const changed: string[] = [];
+        if (first !== undefined) {
+          for (let level = dir; ; level = dirname(level)) {
+            changed.push(dirname(level));
+            if (level === first || dirname(level) === level) break;
+          }
+        }
+        return changed;
+      });
+      this.made.set(dir, making);
+      making.catch(() => this.made.delete(dir));
+    }
+    return making;
   }
 
   /** Every failure of the filesystem (full, read-only, gone) means the store cannot take writes now. */
@@ -238,6 +342,45 @@ export class FileBlobStore implements BlobStore {
   }
 }
 
+/**
+ * A temporary file by its descriptor. Each asynchronous call is a round trip through the thread
+ * pool (tens of microseconds of CPU here, more than the call itself for small files), so what
+ * cannot block on the disk (closing a file already synced) is done at once instead.
+ */
+class TempFile {
+  readonly path: string;
+  private readonly fd: number;
+  private closed = false;
+
+  constructor(fd: number, path: string) {
+    this.fd = fd;
+    this.path = path;
+  }
+
+  async write(content: Uint8Array): Promise<void> {
+    for (let at = 0; at < content.byteLength;) at += await call<number>((done) => write(this.fd, content, at, content.byteLength - at, null, done));
+  }
+
+  datasync(): Promise<void> {
+    return call((done) => fdatasync(this.fd, done));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+
+  async discard(): Promise<void> {
+    try {
+      this.close();
+    } catch {
+      // already unusable; the file goes anyway
+    }
+    await rm(this.path, { force: true });
+  }
+}
+
 async function names(dir: string): Promise<string[]> {
   try {
     return await readdir(dir);
@@ -247,12 +390,20 @@ async function names(dir: string): Promise<string[]> {
   }
 }
 
-/** A rename is durable only once its directory is synced. */
+/** A node-style call as a promise. */
+function call<T = void>(start: (done: (err: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value as T))));
+}
+
+/**
+ * A rename is durable only once its directory is synced. Opening and closing a directory just
+ * written in does not wait on the disk: only the sync goes through the thread pool.
+ */
 async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+  const fd = openSync(dir, 'r');
   try {
-    await handle.sync();
+    await call((done) => fsync(fd, done));
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }

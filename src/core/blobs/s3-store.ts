@@ -168,6 +168,9 @@ export class S3BlobStore implements BlobStore {
     return true;
   }
 
+  /** Each put is durable when it resolves (S3 acknowledges a write once it is stored). */
+  async flush(): Promise<void> {}
+
   async probe(): Promise<void> {
     await this.put(new Uint8Array(0));
   }
