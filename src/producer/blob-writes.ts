@@ -1,17 +1,45 @@
 // What the parse threads put in the blob store for one message, timed and counted. The thread
-// sends the records back with its answer (the metrics registry lives on the main thread); a
-// failed write fails the message, so its entry is never appended without its blobs.
+// sends the records back with its answer (the metrics registry lives on the main thread, and the
+// refs go to the batch's durability barrier); a failed write fails the message, so its entry is
+// never appended without its blobs.
 import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
 import type { BlobStore, PutResult } from '../core/blobs/blob-store.ts';
 
 export type BlobKind = 'raw' | 'attachment' | 'text' | 'html';
 
+/** A raw message up to this size is held (by reference) and put whole; a larger one streams. */
+const RAW_HELD_BYTES = 1024 * 1024;
+
 export interface BlobWrite {
   kind: BlobKind;
   bytes: number;
+  /** Until the content was written (with deferred durability, not yet synced). */
   seconds: number;
   result: 'created' | 'existing' | 'failed';
+  /** The object's ref (not for a failed write). */
+  ref?: string;
+}
+
+/**
+ * The store as the parse threads use it: each put resolves once its content is written, and the
+ * batch makes every object durable at once (`flush` with the refs its messages answered) right
+ * before its append. The thread parses on instead of waiting for syncs one message at a time.
+ */
+export function deferringDurability(store: BlobStore): BlobStore {
+  return {
+    kind: store.kind,
+    location: store.location,
+    put: (content) => store.put(content, { durable: false }),
+    putStream: (content) => store.putStream(content, { durable: false }),
+    flush: (refs) => store.flush(refs),
+    open: (ref) => store.open(ref),
+    stat: (ref) => store.stat(ref),
+    list: () => store.list(),
+    delete: (ref) => store.delete(ref),
+    probe: () => store.probe(),
+    close: () => store.close(),
+  };
 }
 
 /** The writes of one message. */
@@ -42,18 +70,38 @@ export class BlobWrites {
     });
   }
 
-  /** A stream to write the raw message into as it arrives; `end()` resolves with the stored object. */
+  /**
+   * Where the raw message is written as it arrives; `end()` resolves with the stored object. Chunks
+   * are kept by reference (for a message fetched whole, views of its one buffer) and put whole at the
+   * end, without a stream in between; a message that grows past RAW_HELD_BYTES (a huge one, arriving
+   * in partial fetches) streams into the store from there on instead of being held.
+   */
   rawSink(): { write(chunk: Uint8Array): void; end(): Promise<PutResult> } {
-    const pass = new PassThrough({ highWaterMark: 1024 * 1024 });
+    const held: Uint8Array[] = [];
+    let heldBytes = 0;
+    let streaming: { pass: PassThrough; stored: Promise<PutResult> } | undefined;
     let failed = false;
-    pass.on('error', () => undefined); // reported through `stored`
-    const stored = this.track('raw', () => this.store.putStream(pass));
-    stored.catch(() => { failed = true; });
+    const startStreaming = () => {
+      const pass = new PassThrough({ highWaterMark: 1024 * 1024 });
+      pass.on('error', () => undefined); // reported through `stored`
+      const stored = this.track('raw', () => this.store.putStream(pass));
+      stored.catch(() => { failed = true; });
+      for (const chunk of held.splice(0)) pass.write(chunk);
+      return { pass, stored };
+    };
     return {
-      // Chunks are kept by reference until the store has them; for a message fetched whole they are
-      // views of the one buffer, for a streamed one the chunks IMAP sent.
-      write: (chunk) => { if (!failed) pass.write(chunk); },
-      end: () => { if (!failed) pass.end(); return stored; },
+      write: (chunk) => {
+        if (failed) return;
+        if (streaming) return void streaming.pass.write(chunk);
+        held.push(chunk);
+        heldBytes += chunk.byteLength;
+        if (heldBytes > RAW_HELD_BYTES) streaming = startStreaming();
+      },
+      end: () => {
+        if (!streaming) return this.track('raw', () => this.store.put(held.length === 1 ? held[0]! : Buffer.concat(held)));
+        if (!failed) streaming.pass.end();
+        return streaming.stored;
+      },
     };
   }
 
@@ -69,7 +117,7 @@ export class BlobWrites {
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     const done = write().then(
       (put) => {
-        this.records.push({ kind, bytes: put.size, seconds: seconds(), result: put.created ? 'created' : 'existing' });
+        this.records.push({ kind, bytes: put.size, seconds: seconds(), result: put.created ? 'created' : 'existing', ref: put.ref });
         return put;
       },
       (err: unknown) => {

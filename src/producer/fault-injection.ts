@@ -1,10 +1,11 @@
-// Crash points for the kill -9 tests (FAULT_INJECTION=after-fetch[:N] | after-blobs[:N] |
-// after-append[:N] | after-change-fetch[:N] | after-change-append[:N]; after-blobs: a batch's blobs
-// are stored, its entries not appended; after-change-fetch: changes read from IMAP, not appended).
+// Crash points for the kill -9 tests (FAULT_INJECTION=after-fetch[:N] | after-blob-writes[:N] |
+// after-blobs[:N] | after-append[:N] | after-change-fetch[:N] | after-change-append[:N];
+// after-blob-writes: a batch's blobs are written, not yet made durable (the barrier); after-blobs:
+// they are durable, its entries not appended; after-change-fetch: changes read from IMAP, not appended).
 // The process ends with SIGKILL, exactly like `kill -9`: no cleanup, no flush, no logout. Unset,
 // every hit is a no-op.
 
-export type FaultPoint = 'after-fetch' | 'after-blobs' | 'after-append' | 'after-change-fetch' | 'after-change-append';
+export type FaultPoint = 'after-fetch' | 'after-blob-writes' | 'after-blobs' | 'after-append' | 'after-change-fetch' | 'after-change-append';
 
 export interface FaultInjector { hit(point: FaultPoint): void }
 

@@ -134,9 +134,18 @@ async function streamHuge(ctx: AccountContext, client: ImapFlow, box: OpenedMail
   return [observed(parse.end())];
 }
 
-/** Every parse of a batch; with a blob store, through its breaker (each parse stores its blobs). */
+/**
+ * Every parse of a batch; with a blob store, through its breaker: each parse writes its blobs, and
+ * then all of them are made durable together (the barrier), before anything refers to them.
+ */
 function parsed(ctx: AccountContext, parsing: Array<Promise<PreparedEntry>>): Promise<PreparedEntry[]> {
-  return ctx.blobs ? ctx.blobs.guard(() => Promise.all(parsing)) : Promise.all(parsing);
+  if (!ctx.blobs) return Promise.all(parsing);
+  return ctx.blobs.guard(async () => {
+    const entries = await Promise.all(parsing);
+    ctx.fault.hit('after-blob-writes');
+    await ctx.pool.flushBlobs(entries);
+    return entries;
+  });
 }
 
 export async function syncNewMail(ctx: AccountContext, client: ImapFlow, box: OpenedMailbox, from: Position, fencingToken: string, progress: SyncProgress): Promise<SyncResult> {

@@ -2,7 +2,8 @@
 // so it runs on worker threads while the main thread keeps fetching and appending. Jobs go to
 // the least-busy thread; a thread that dies is replaced and its jobs fail (the batch is retried).
 // With a blob store the threads also write each message's blobs; a message whose blobs could not
-// be stored fails with BlobStoreUnavailableError, never yields an entry.
+// be stored fails with BlobStoreUnavailableError, never yields an entry. Those writes are made
+// durable per batch, together (`flushBlobs`, the barrier before the batch's append).
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { BlobStoreUnavailableError } from '../core/errors.ts';
@@ -11,9 +12,12 @@ import type { FetchMeta } from './email-entry.ts';
 import type { ParseAnswer, ParseJob, ParseThreadOptions } from './parse-worker.ts';
 import type { PreparedEntry } from './stream-append.ts';
 
-interface Job { resolve: (e: PreparedEntry) => void; reject: (err: Error) => void }
+interface Job { settle: (answer: ParseAnswer) => void; reject: (err: Error) => void }
 
 interface Thread { worker: Worker; jobs: Map<number, Job> }
+
+/** Where an entry's blobs were written: its durability barrier goes to that thread's store. */
+interface Written { thread: Thread; refs: string[] }
 
 /** A huge message fed to a parse thread chunk by chunk, never whole in memory. */
 export interface StreamedParse {
@@ -24,6 +28,11 @@ export interface StreamedParse {
 export interface ParsePool {
   parse(raw: Buffer, meta: FetchMeta): Promise<PreparedEntry>;
   parseStream(meta: FetchMeta): StreamedParse;
+  /**
+   * The durability barrier: resolves once every blob these entries refer to is durable in the
+   * store; rejects (BlobStoreUnavailableError) when one is not there. Without a store, at once.
+   */
+  flushBlobs(entries: readonly PreparedEntry[]): Promise<void>;
   readonly threads: number;
   close(): Promise<void>;
 }
@@ -46,8 +55,8 @@ export interface ParsePoolHooks {
   onBlobWrites?(writes: readonly BlobWrite[]): void;
 }
 
-function failure(msg: ParseAnswer): Error {
-  if (msg.code === 'ERR_BLOB_STORE_UNAVAILABLE') return new BlobStoreUnavailableError(msg.error ?? 'blob store unavailable');
+function failure(msg: Extract<ParseAnswer, { kind: 'failed' }>): Error {
+  if (msg.code === 'ERR_BLOB_STORE_UNAVAILABLE') return new BlobStoreUnavailableError(msg.error);
   return new Error(`parse thread: ${msg.error}`);
 }
 
@@ -55,6 +64,7 @@ export function createParsePool(threads: number, options: ParseThreadOptions, ho
   let nextId = 0;
   let closing = false;
   const pool: Thread[] = [];
+  const written = new WeakMap<PreparedEntry, Written>();
 
   const spawn = (): Thread => {
     // A small young generation keeps the thread's footprint low: with it, a 25 MB attachment kept
@@ -64,9 +74,9 @@ export function createParsePool(threads: number, options: ParseThreadOptions, ho
     thread.worker.on('message', (msg: ParseAnswer) => {
       const job = thread.jobs.get(msg.id);
       thread.jobs.delete(msg.id);
-      if (msg.blobWrites.length > 0) hooks.onBlobWrites?.(msg.blobWrites);
-      if (msg.entry) job?.resolve(msg.entry);
-      else job?.reject(failure(msg));
+      if (msg.kind !== 'flushed' && msg.blobWrites.length > 0) hooks.onBlobWrites?.(msg.blobWrites);
+      if (msg.kind === 'failed') job?.reject(failure(msg));
+      else job?.settle(msg);
     });
     const fail = (err: Error) => {
       for (const job of thread.jobs.values()) job.reject(err);
@@ -80,11 +90,22 @@ export function createParsePool(threads: number, options: ParseThreadOptions, ho
   };
   for (let i = 0; i < threads; i++) pool.push(spawn());
 
-  /** A job slot on the least-busy thread. */
+  const job = (thread: Thread) => {
+    const id = nextId++;
+    const answered = new Promise<ParseAnswer>((settle, reject) => thread.jobs.set(id, { settle, reject }));
+    return { id, answered };
+  };
+
+  /** A parse on the least-busy thread. */
   const enqueue = () => {
     const thread = pool.reduce((best, t) => (t.jobs.size < best.jobs.size ? t : best), pool[0]!);
-    const id = nextId++;
-    const done = new Promise<PreparedEntry>((resolve, reject) => thread.jobs.set(id, { resolve, reject }));
+    const { id, answered } = job(thread);
+    const done = answered.then((msg) => {
+      if (msg.kind !== 'parsed') throw new Error(`parse thread: a parse answered ${msg.kind}`);
+      const refs = msg.blobWrites.flatMap((w) => (w.ref ? [w.ref] : []));
+      if (refs.length > 0) written.set(msg.entry, { thread, refs });
+      return msg.entry;
+    });
     return { thread, id, done };
   };
 
@@ -104,6 +125,24 @@ export function createParsePool(threads: number, options: ParseThreadOptions, ho
         write: (chunk) => thread.worker.postMessage({ kind: 'chunk', id, chunk: view(chunk) } satisfies ParseJob, movable(chunk)),
         end: () => { post({ kind: 'end', id }); return done; },
       };
+    },
+    async flushBlobs(entries) {
+      const byThread = new Map<Thread, string[]>();
+      for (const entry of entries) {
+        const blobs = written.get(entry);
+        if (!blobs) continue;
+        // A thread that died since took its unsynced writes along: another thread's store finds
+        // each object on disk (and syncs it) or reports it missing.
+        const thread = pool.includes(blobs.thread) ? blobs.thread : pool[0]!;
+        const refs = byThread.get(thread) ?? [];
+        refs.push(...blobs.refs);
+        byThread.set(thread, refs);
+      }
+      await Promise.all([...byThread].map(([thread, refs]) => {
+        const { id, answered } = job(thread);
+        thread.worker.postMessage({ kind: 'flush', id, refs } satisfies ParseJob);
+        return answered;
+      }));
     },
     async close() {
       closing = true;
