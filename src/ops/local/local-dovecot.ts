@@ -178,8 +178,17 @@ service anvil {
         renameSync(tmp, join(path, 'cur', name));
       }
       seq.set(key, n);
-      // Ownership must match the mail uid before Dovecot reads the folder.
-      execFileSync('chown', ['-R', 'nobody:nogroup', mailRoot]);
+      // Ownership must match the mail uid before Dovecot reads the folder. A running Dovecot
+      // creates and removes lock files in the tree meanwhile, and one vanishing under chown -R
+      // fails it: the next pass no longer meets that file.
+      for (let pass = 1; ; pass++) {
+        try {
+          execFileSync('chown', ['-R', 'nobody:nogroup', mailRoot], { stdio: 'pipe' });
+          break;
+        } catch (err) {
+          if (pass >= 5) throw err;
+        }
+      }
       // Have Dovecot index the new files now, so their UIDs follow the seeding order even if an
       // APPEND comes before anyone opens the mailbox.
       execFileSync('doveadm', ['-c', conf, 'mailbox', 'status', '-u', user, 'messages', mailbox], { stdio: 'pipe' });
