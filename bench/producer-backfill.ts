@@ -72,6 +72,8 @@ async function runProducer(stack: LocalStack, mailbox: string, prefix: string, e
       await sleep(10);
     }
   } finally {
+    // Also when the producer failed: a sampler left running keeps the bench process alive.
+    memory.stop();
     await producer.stop();
     client.disconnect();
   }
