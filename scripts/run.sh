@@ -39,6 +39,8 @@ ensure_test_packages() {
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v psql >/dev/null || missing+=(postgresql-client)
+  # The blob store's durability test reads the file store's system calls.
+  command -v strace >/dev/null || missing+=(strace)
   # A PostgreSQL server: the machine's own on 127.0.0.1:5432, else the tests run a private one.
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && ! command -v initdb >/dev/null \
      && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
