@@ -2,7 +2,7 @@
 // synced before it is renamed into place, and the directory of every rename (and the parent of
 // every directory made) is synced before the put or the flush that covers it resolves. That order
 // is what keeps "no entry points at a missing blob" true across a power cut, which no kill -9 test
-// can show (the page cache survives a killed process). Skipped where strace cannot run.
+// can show (the page cache survives a killed process). strace is installed by scripts/run.sh.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const STORE_MODULE = fileURLToPath(new URL('../../src/core/blobs/file-store.ts', import.meta.url));
-const straceWorks = spawnSync('strace', ['-o', '/dev/null', 'true']).status === 0;
 const dirs: string[] = [];
 
 afterAll(() => {
@@ -100,7 +99,11 @@ function expectDurableBefore(calls: Call[], storeDir: string, until: number): nu
   return objects;
 }
 
-describe.skipIf(!straceWorks)('file store durability (system calls)', () => {
+describe('file store durability (system calls)', () => {
+  it('has strace to read them (scripts/run.sh installs it)', () => {
+    expect(spawnSync('strace', ['-o', '/dev/null', 'true']).status).toBe(0);
+  });
+
   it('puts with durable: false are synced together by flush: data before rename, directories before flush resolves', () => {
     const { calls, storeDir } = traced(`
 const small = Array.from({ length: 12 }, (_, i) => Buffer.from('message ' + i));
