@@ -24,16 +24,16 @@ function parseTrace(text: string): Call[] {
   const calls: Call[] = [];
   const open = new Map<string, { name: string; args: string; start: number }>();
   text.split('\n').forEach((line, index) => {
-    const unfinished = /^(\d+) (\w+)\((.*) <unfinished \.\.\.>$/.exec(line);
+    const unfinished = /^(\d+) +(\w+)\((.*) <unfinished \.\.\.>$/.exec(line);
     if (unfinished) return void open.set(unfinished[1]!, { name: unfinished[2]!, args: unfinished[3]!, start: index });
-    const resumed = /^(\d+) <\.\.\. (\w+) resumed>(.*)\) += (.*)$/.exec(line);
+    const resumed = /^(\d+) +<\.\.\. (\w+) resumed>(.*)\) += (.*)$/.exec(line);
     if (resumed) {
       const begun = open.get(resumed[1]!);
       open.delete(resumed[1]!);
       if (begun) calls.push({ name: begun.name, args: begun.args + resumed[3]!, result: resumed[4]!, start: begun.start, end: index });
       return;
     }
-    const whole = /^(\d+) (\w+)\((.*)\) += (.*)$/.exec(line);
+    const whole = /^(\d+) +(\w+)\((.*)\) += (.*)$/.exec(line);
     if (whole) calls.push({ name: whole[2]!, args: whole[3]!, result: whole[4]!, start: index, end: index });
   });
   return calls.sort((a, b) => a.start - b.start);
