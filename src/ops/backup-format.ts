@@ -77,7 +77,10 @@ export type KeyRecord = z.infer<typeof keyRecord>;
 export type BodyRecord = z.infer<typeof bodyRecord>;
 export type EndRecord = z.infer<typeof endRecord>;
 
-/** `20261125T190411Z`: sorts by time as text, safe in file names. */
+/**
+ * `20261125T190411123Z`: sorts by time as text, safe in file names. Milliseconds included, so two
+ * backups in one second (a cron job and a hand-run one) do not overwrite each other.
+ */
 export function fileTimestamp(date = new Date()): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  return date.toISOString().replace(/[-:.]/g, '');
 }

@@ -31,8 +31,8 @@ export interface BackupReport {
   pruned: string[];
 }
 
-const EXPORT_NAME = /^mailstream-(.+)-(\d{8}T\d{6}Z)\.jsonl\.gz$/;
-const RDB_NAME = /^redis-(\d{8}T\d{6}Z)\.rdb$/;
+const EXPORT_NAME = /^mailstream-(.+)-(\d{8}T\d{6}(?:\d{3})?Z)\.jsonl\.gz$/;
+const RDB_NAME = /^redis-(\d{8}T\d{6}(?:\d{3})?Z)\.rdb$/;
 
 export function exportFileName(prefix: string, stamp: string): string {
   return `mailstream-${prefix}-${stamp}.jsonl.gz`;

@@ -62,7 +62,7 @@ describe('mailstream backup / restore', () => {
     expect(result.code).toBe(0);
     // A cluster has one RDB per node, on each node's host: the backup says so and copies none.
     const cluster = server.kind === 'cluster';
-    expect(result.stdout).toMatch(cluster ? /RDB snapshot: not copied: Redis Cluster/ : /RDB snapshot: .*redis-\d{8}T\d{6}Z\.rdb/);
+    expect(result.stdout).toMatch(cluster ? /RDB snapshot: not copied: Redis Cluster/ : /RDB snapshot: .*redis-\d{8}T\d{9}Z\.rdb/);
     const files = readdirSync(out).sort();
     expect(files.filter((f) => f.startsWith('mailstream-msbk-'))).toHaveLength(2);
     expect(files).not.toContain('mailstream-msbk-20200101T000000Z.jsonl.gz');

@@ -24,8 +24,15 @@ describe('backup retention', () => {
     expect(filesToPrune(names, 'ms', 10)).toEqual([]);
   });
 
+  it('counts exports named to the millisecond (two in one second) beside the older names', () => {
+    const newer = ['mailstream-ms-20260105T000000001Z.jsonl.gz', 'mailstream-ms-20260105T000000002Z.jsonl.gz'];
+    expect(filesToPrune([...names, ...newer], 'ms', 2).sort()).toEqual([
+      'mailstream-ms-20260101T000000Z.jsonl.gz', 'mailstream-ms-20260102T000000Z.jsonl.gz', 'mailstream-ms-20260103T000000Z.jsonl.gz',
+    ]);
+  });
+
   it('names files by UTC time so that they sort by age', () => {
-    expect(fileTimestamp(new Date('2026-11-25T19:04:11.123Z'))).toBe('20261125T190411Z');
+    expect(fileTimestamp(new Date('2026-11-25T19:04:11.123Z'))).toBe('20261125T190411123Z');
   });
 });
 
