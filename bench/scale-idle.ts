@@ -1,0 +1,117 @@
+// What idle mailboxes cost: one producer over N accounts of one INBOX each, from its start until
+// every mailbox is in IDLE, then its resident memory; a worker over the same N accounts (a no-op
+// sink) and the Redis connections it holds; Redis used_memory with both idle; and, when asked,
+// the CPU both use over a window in which nothing arrives.
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { spawnDaemon, waitUntilReady, type DaemonProcess } from '../src/ops/local/stack.ts';
+import { memoryOf } from './proc-stats.ts';
+import { allIdle, cpuShare, redisConnectionsOf, sleep, usedMemory, waitForMailboxes } from './scale-probes.ts';
+import type { ScaleStack } from './scale-stack.ts';
+
+export const NOOP_SINK = pathToFileURL(fileURLToPath(new URL('./noop-sink.ts', import.meta.url))).href.replace(/^file:/, 'module:');
+
+export interface IdleRun {
+  mailboxes: number;
+  /** From spawning the producer to every mailbox seen in IDLE. */
+  timeToIdleSeconds: number;
+  producerRssMb: number;
+  workerRedisConnections: number;
+  /** used_memory with producer and worker idle, less that of the emptied Redis. */
+  redisBytes: number;
+  /** Share of one core over the idle window (only when `idleCpuSeconds` was given). */
+  producerIdleCpu?: number;
+  workerIdleCpu?: number;
+}
+
+export interface IdleRunOptions {
+  /** Wait after the last mailbox went idle before reading memory (start-up garbage collected). */
+  settleMs: number;
+  idleCpuSeconds?: number;
+  log(line: string): void;
+}
+
+/** Median of a few RSS readings a second apart (one reading can catch a GC half-way). */
+async function steadyRss(pid: number, readings = 3): Promise<number> {
+  const values: number[] = [];
+  for (let i = 0; i < readings; i++) {
+    if (i > 0) await sleep(1000);
+    const m = memoryOf(pid);
+    if (m) values.push(m.rssMb);
+  }
+  values.sort((a, b) => a - b);
+  return values[Math.floor(values.length / 2)] ?? Number.NaN;
+}
+
+/**
+ * The worker's Redis connections once it has settled: read until two readings a second apart
+ * agree (connections are opened as the read loops start).
+ */
+export async function settledConnections(stack: ScaleStack, worker: DaemonProcess): Promise<number> {
+  const client = stack.redis.client();
+  try {
+    let last = -1;
+    for (let i = 0; i < 30; i++) {
+      const now = await redisConnectionsOf(worker.handle.child.pid!, client, stack.redis.port);
+      if (now === last && now > 0) return now;
+      last = now;
+      await sleep(1000);
+    }
+    return last;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** A worker alone over the first `accounts` accounts: the Redis connections it holds. */
+export async function workerConnectionsAlone(stack: ScaleStack, accounts: number): Promise<number> {
+  const client = stack.redis.client();
+  await client.flushall();
+  client.disconnect();
+  const worker = await spawnDaemon('worker', { env: stack.workerEnv(stack.accountsFile(stack.users.slice(0, accounts)), NOOP_SINK, { MAILSTREAM_PREFIX: 'scale' }) });
+  try {
+    await waitUntilReady(worker);
+    return await settledConnections(stack, worker);
+  } finally {
+    await worker.stop();
+  }
+}
+
+export async function idleRun(stack: ScaleStack, mailboxes: number, options: IdleRunOptions): Promise<IdleRun> {
+  const { log } = options;
+  const users = stack.users.slice(0, mailboxes);
+  const accountsFile = stack.accountsFile(users);
+  const client = stack.redis.client();
+  const daemons: DaemonProcess[] = [];
+  try {
+    await client.flushall();
+    const empty = await usedMemory(client);
+    const since = Date.now();
+    const producer = await spawnDaemon('producer', { env: stack.producerEnv(accountsFile, { MAILSTREAM_PREFIX: 'scale' }) });
+    daemons.push(producer);
+    const timeToIdleSeconds = await waitForMailboxes([producer], allIdle(users.map((u) => `${u}/INBOX`)), {
+      since, timeoutMs: 10 * 60_000, what: `${mailboxes} mailboxes in IDLE`, intervalMs: mailboxes > 200 ? 1000 : 250,
+    });
+    log(`scale: ${mailboxes} mailboxes in IDLE after ${timeToIdleSeconds.toFixed(1)} s`);
+    await sleep(options.settleMs);
+    const producerRssMb = await steadyRss(producer.handle.child.pid!);
+
+    const worker = await spawnDaemon('worker', { env: stack.workerEnv(accountsFile, NOOP_SINK, { MAILSTREAM_PREFIX: 'scale' }) });
+    daemons.push(worker);
+    await waitUntilReady(worker);
+    const workerRedisConnections = await settledConnections(stack, worker);
+    const redisBytes = (await usedMemory(client)) - empty;
+    log(`scale: ${mailboxes} accounts: producer ${producerRssMb.toFixed(0)} MB, worker ${workerRedisConnections} Redis connections, Redis +${(redisBytes / 1024 / 1024).toFixed(1)} MB`);
+
+    const run: IdleRun = { mailboxes, timeToIdleSeconds, producerRssMb, workerRedisConnections, redisBytes };
+    if (options.idleCpuSeconds) {
+      log(`scale: CPU of the idle producer and worker over ${options.idleCpuSeconds} s`);
+      const [producerCpu, workerCpu] = await cpuShare([producer.handle.child.pid!, worker.handle.child.pid!], options.idleCpuSeconds);
+      run.producerIdleCpu = producerCpu;
+      run.workerIdleCpu = workerCpu;
+    }
+    return run;
+  } finally {
+    for (const daemon of daemons.reverse()) await daemon.stop();
+    client.disconnect();
+  }
+}
