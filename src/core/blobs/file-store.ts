@@ -8,9 +8,13 @@
 // writer never waits on the disk one object at a time. Putting content that is there already only
 // refreshes the file's time: `blob gc` goes by that time, so a blob that a new entry refers to again
 // is never collected from under it.
+// Everything but the syncs is a synchronous call on the writing thread (the producer's parse
+// threads): looking, making directories, opening, writing into the page cache and renaming do not
+// wait on the disk, and a round trip through the thread pool costs more CPU than each of them. Only
+// fdatasync and a directory's fsync go through the pool, where they overlap with the parsing.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, fdatasync, fsync, open, openSync, statSync, write } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { closeSync, createReadStream, fdatasync, fsync, mkdirSync, openSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BlobNotFoundError, BlobStoreUnavailableError } from '../errors.ts';
@@ -53,7 +57,7 @@ export class FileBlobStore implements BlobStore {
   private readonly dir: string;
   private readonly fsync: boolean;
   /** Directories known to exist; each with the directories that making it changed (to be synced). */
-  private readonly made = new Map<string, Promise<string[]>>();
+  private readonly made = new Map<string, string[]>();
   /** Objects put and not yet flushed, by ref. */
   private readonly unsynced = new Map<string, Unsynced>();
   /** Temporary files are named by this store's prefix and a count (cheaper than random bytes each). */
@@ -75,14 +79,14 @@ export class FileBlobStore implements BlobStore {
     const ref = refOf(sha256);
     const size = content.byteLength;
     const created = await this.guard('write', async () => {
-      if (this.unsynced.has(ref) || await this.refresh(ref)) return false;
+      if (this.unsynced.has(ref) || this.refresh(ref)) return false;
       const path = this.pathOf(ref);
-      const changed = await this.ensureDir(dirname(path));
-      const tmp = await this.tempFile(dirname(path));
+      const changed = this.ensureDir(dirname(path));
+      const tmp = this.tempFile(dirname(path));
       try {
-        await tmp.write(content);
+        tmp.write(content);
       } catch (err) {
-        await tmp.discard();
+        tmp.discard();
         throw err;
       }
       this.track(ref, this.place(tmp, path), [dirname(path), ...changed]);
@@ -103,29 +107,29 @@ export class FileBlobStore implements BlobStore {
         head.push(next.value);
         gathered += next.value.byteLength;
       }
-      const tmp = await this.tempFile(join(this.dir, TMP_DIR));
+      const tmp = this.tempFile(join(this.dir, TMP_DIR));
       try {
         const hash = createHash('sha256');
         let size = 0;
-        const write = async (chunk: Uint8Array) => {
+        const write = (chunk: Uint8Array) => {
           hash.update(chunk);
           size += chunk.byteLength;
-          await tmp.write(chunk);
+          tmp.write(chunk);
         };
-        for (const chunk of head.splice(0)) await write(chunk);
-        for (let next = await iterator.next(); !next.done; next = await iterator.next()) await write(next.value);
+        for (const chunk of head.splice(0)) write(chunk);
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) write(next.value);
         const sha256 = hash.digest('hex');
         const ref = refOf(sha256);
-        if (this.unsynced.has(ref) || await this.refresh(ref)) {
-          await tmp.discard();
+        if (this.unsynced.has(ref) || this.refresh(ref)) {
+          tmp.discard();
           return { ref, sha256, size, created: false };
         }
         const path = this.pathOf(ref);
-        const changed = await this.ensureDir(dirname(path));
+        const changed = this.ensureDir(dirname(path));
         this.track(ref, this.place(tmp, path), [dirname(path), ...changed]);
         return { ref, sha256, size, created: true };
       } catch (err) {
-        await tmp.discard();
+        tmp.discard();
         throw err;
       }
     });
@@ -211,7 +215,7 @@ export class FileBlobStore implements BlobStore {
   async deleteIfOlderThan(ref: string, cutoff: Date): Promise<boolean> {
     const path = this.pathOf(ref);
     const aside = join(this.dir, TMP_DIR, `gc-${randomBytes(8).toString('hex')}`);
-    await this.ensureDir(dirname(aside));
+    this.ensureDir(dirname(aside));
     try {
       await rename(path, aside);
     } catch (err) {
@@ -261,12 +265,12 @@ export class FileBlobStore implements BlobStore {
    * content is new: a look that finds nothing is answered at once from the directory cache, without
    * a round trip through the thread pool or an error object for ENOENT.
    */
-  private async refresh(ref: string): Promise<boolean> {
+  private refresh(ref: string): boolean {
     const path = this.pathOf(ref);
     if (!statSync(path, { throwIfNoEntry: false })) return false;
     const now = new Date();
     try {
-      await utimes(path, now, now);
+      utimesSync(path, now, now);
       return true;
     } catch (err) {
       if (isMissing(err)) return false;
@@ -292,41 +296,40 @@ export class FileBlobStore implements BlobStore {
     try {
       if (this.fsync) await tmp.datasync();
       tmp.close();
-      await rename(tmp.path, path);
+      renameSync(tmp.path, path);
     } catch (err) {
       this.made.clear();
-      await tmp.discard();
+      tmp.discard();
       throw err;
     }
   }
 
-  private async tempFile(dir: string): Promise<TempFile> {
-    await this.ensureDir(dir);
+  private tempFile(dir: string): TempFile {
+    this.ensureDir(dir);
     const path = join(dir, `${this.tmpPrefix}${this.tmpCount++}`);
-    return new TempFile(await call<number>((done) => open(path, 'wx', 0o600, done)), path);
+    return new TempFile(openSync(path, 'wx', 0o600), path);
   }
 
   /**
    * Makes a directory (and what is missing above it) once per store; returns the directories whose
-   * entries changed on the way, which must be synced for it to survive a power cut.
+   * entries changed on the way, which must be synced for it to survive a power cut. Most exist
+   * already: one stat, answered from the kernel's directory cache, says so.
    */
-  private ensureDir(dir: string): Promise<string[]> {
-    let making = this.made.get(dir);
-    if (!making) {
-      making = mkdir(dir, { recursive: true, mode: 0o700 }).then((first) => {
-        const changed: string[] = [];
-        if (first !== undefined) {
-          for (let level = dir; ; level = dirname(level)) {
-            changed.push(dirname(level));
-            if (level === first || dirname(level) === level) break;
-          }
+  private ensureDir(dir: string): string[] {
+    const known = this.made.get(dir);
+    if (known) return known;
+    const changed: string[] = [];
+    if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+      const first = mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (first !== undefined) {
+        for (let level = dir; ; level = dirname(level)) {
+          changed.push(dirname(level));
+          if (level === first || dirname(level) === level) break;
         }
-        return changed;
-      });
-      this.made.set(dir, making);
-      making.catch(() => this.made.delete(dir));
+      }
     }
-    return making;
+    this.made.set(dir, changed);
+    return changed;
   }
 
   /** Every failure of the filesystem (full, read-only, gone) means the store cannot take writes now. */
@@ -344,8 +347,8 @@ export class FileBlobStore implements BlobStore {
 
 /**
  * A temporary file by its descriptor. Each asynchronous call is a round trip through the thread
- * pool (tens of microseconds of CPU here, more than the call itself for small files), so what
- * cannot block on the disk (closing a file already synced) is done at once instead.
+ * pool (tens of microseconds of CPU here, more than the call itself for small files), so only the
+ * data sync, which waits on the disk, is one.
  */
 class TempFile {
   readonly path: string;
@@ -357,8 +360,8 @@ class TempFile {
     this.path = path;
   }
 
-  async write(content: Uint8Array): Promise<void> {
-    for (let at = 0; at < content.byteLength;) at += await call<number>((done) => write(this.fd, content, at, content.byteLength - at, null, done));
+  write(content: Uint8Array): void {
+    for (let at = 0; at < content.byteLength;) at += writeSync(this.fd, content, at, content.byteLength - at);
   }
 
   datasync(): Promise<void> {
@@ -371,13 +374,13 @@ class TempFile {
     closeSync(this.fd);
   }
 
-  async discard(): Promise<void> {
+  discard(): void {
     try {
       this.close();
     } catch {
       // already unusable; the file goes anyway
     }
-    await rm(this.path, { force: true });
+    rmSync(this.path, { force: true });
   }
 }
 
