@@ -60,7 +60,7 @@ describe('producer killed with SIGKILL mid-sync', () => {
     const env = producerEnv({ redisUrl: redisServer.url, dovecot, mailboxes: ['Graceful'], extra: { START_FROM: 'all', FETCH_BATCH_SIZE: '20' } });
     const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
     const first = startDaemon(['producer'], env);
-    await eventually(async () => (await redis.xlen(keys.stream)) >= 40, { what: 'a few batches', intervalMs: 10 });
+    await eventually(async () => (await redis.xlen(keys.stream)) >= 40, { what: 'a few batches', intervalMs: 10, attempts: 6000 });
     expect(await first.stop('SIGTERM')).toBe(0);
     expect(first.logs().some((l) => l.msg === 'stopped')).toBe(true);
     // Whatever was appended is what the state says was read: nothing half-done.
