@@ -144,7 +144,7 @@ async function insertLoop(client: pg.Client, emails: readonly Delivery[]): Promi
       const base = params.length - COLUMNS.length;
       return `(${COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`;
     });
-    await client.query(`INSERT INTO emails_baseline (${COLUMNS.join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (idempotency_key) DO NOTHING`, params);
+    await client.query(`INSERT INTO emails_baseline (${COLUMNS.join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (account, idempotency_key) DO NOTHING`, params);
   }
 }
 

@@ -49,6 +49,15 @@ it('keeps flags, labels, place and deleted_at current, an email and its change i
   expect(await sink.deliver([batch[2]!], live())).toEqual([{ status: 'delivered' }]);
 });
 
+it('an event changes its own account\'s copy of a message only', async () => {
+  const other = 'colleague@example.com';
+  const otherCopy: Delivery = { ...newMail(20), id: nextId(), account: other, email: JSON.stringify(sampleEmail(other, 20)) };
+  expect(await sink.deliver([newMail(20), otherCopy], live())).toEqual([{ status: 'delivered' }, { status: 'delivered' }]);
+  expect(await sink.deliver([change(deletedEvent(at(20), '<msg-20@example.com>', SEEN))], live())).toEqual([{ status: 'delivered' }]);
+  const rows = await db.query('SELECT account, deleted_at FROM emails WHERE idempotency_key = $1 ORDER BY account', ['<msg-20@example.com>']);
+  expect(rows.rows).toEqual([{ account: other, deleted_at: null }, { account: ACCOUNT, deleted_at: new Date(SEEN) }]);
+});
+
 it('an event for an email not in the table yet waits, and applies once it is', async () => {
   const early = change(updatedEvent(at(3), seen(3, ['\\Flagged']), { modseq: '11' }, SEEN));
   const [outcome] = await sink.deliver([early], live());

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sampleEmail } from '../helpers/entries.ts';
 import { eventually, freePort } from '../helpers/ports.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts';
+import { migrations } from '../../src/worker/sinks/postgres-migrate.ts';
 import { createPostgresSink } from '../../src/worker/sinks/postgres.ts';
 import type { Delivery, Sink } from '../../src/worker/sinks/types.ts';
 
@@ -38,6 +39,41 @@ it('writes a batch in one statement and takes a redelivery as a no-op', async ()
   expect(await count()).toBe(50);
   const row = await db.query('SELECT account, subject, stream_entry_id FROM emails WHERE idempotency_key = $1', ['<msg-7@example.com>']);
   expect(row.rows[0]).toEqual({ account: ACCOUNT, subject: 'Message 7', stream_entry_id: delivery(7).id });
+});
+
+it('keeps one row per account when two accounts receive the same message, each with its attachments', async () => {
+  // The same key (Message-ID) in two accounts: neither copy is a redelivery of the other.
+  const other = 'colleague@example.com';
+  const copies = [delivery(50), { ...delivery(50), id: '1700000000999-0', account: other, email: JSON.stringify(sampleEmail(other, 50)) }];
+  expect(await sink.deliver(copies, live())).toEqual([{ status: 'delivered' }, { status: 'delivered' }]);
+  expect(await sink.deliver(copies.slice(1), live())).toEqual([{ status: 'delivered' }]);
+  const rows = await db.query('SELECT account FROM emails WHERE idempotency_key = $1 ORDER BY account', ['<msg-50@example.com>']);
+  expect(rows.rows).toEqual([{ account: other }, { account: ACCOUNT }]);
+  const attachments = await db.query('SELECT account, attachment_index FROM email_attachments WHERE idempotency_key = $1 ORDER BY account', ['<msg-50@example.com>']);
+  expect(attachments.rows).toEqual([{ account: other, attachment_index: 0 }, { account: ACCOUNT, attachment_index: 0 }]);
+});
+
+it('migration 004 keys the rows of an older table by account, their attachments kept', async () => {
+  const old = await createTestDatabase();
+  try {
+    for (const m of migrations().filter((m) => m.version < 4)) await old.query(m.sql);
+    await old.query(`INSERT INTO emails (idempotency_key, account, mailbox, stream_entry_id, email) VALUES ('<k@x>', 'a@example.com', 'INBOX', '1-0', '{}')`);
+    await old.query(`INSERT INTO email_attachments (idempotency_key, attachment_index, sha256) VALUES ('<k@x>', 0, 'ab')`);
+    await old.query('CREATE TABLE mailstream_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
+    await old.query(`INSERT INTO mailstream_migrations (version, name) SELECT unnest($1::int[]), unnest($2::text[])`,
+      [migrations().filter((m) => m.version < 4).map((m) => m.version), migrations().filter((m) => m.version < 4).map((m) => m.name)]);
+    const upgraded = createPostgresSink(old.url);
+    try {
+      const copy: Delivery = { id: '1700000000001-0', key: '<k@x>', email: JSON.stringify(sampleEmail('b@example.com', 1, '<k@x>')), account: 'b@example.com', previousAttempts: 0 };
+      expect(await upgraded.deliver([copy], live())).toEqual([{ status: 'delivered' }]);
+    } finally {
+      await upgraded.close();
+    }
+    expect((await old.query('SELECT account FROM emails ORDER BY account')).rows).toEqual([{ account: 'a@example.com' }, { account: 'b@example.com' }]);
+    expect((await old.query('SELECT account, sha256 FROM email_attachments')).rows).toEqual([{ account: 'a@example.com', sha256: 'ab' }]);
+  } finally {
+    await old.drop();
+  }
 });
 
 it('a batch refused for some rows\' data delivers the others and refuses only those', async () => {

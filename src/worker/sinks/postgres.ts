@@ -1,6 +1,7 @@
 // PostgreSQL sink: one multi-row INSERT per batch (one statement, one transaction), columns
 // extracted from the email JSON by PostgreSQL itself so the worker never parses it, and ON
-// CONFLICT on the idempotency key so a redelivered email is a no-op. A batch refused for its data
+// CONFLICT on the account and idempotency key so a redelivered email is a no-op (the same message
+// in two accounts is two rows: migration 004). A batch refused for its data
 // is inserted again row by row, so only the rows PostgreSQL refuses are permanent. Changes to
 // emails (TRACK_CHANGES) update their rows after the batch's new emails are in (postgres-events.ts).
 import pg from 'pg';
@@ -28,10 +29,10 @@ SELECT k, e->>'account', e->>'mailbox', e->>'uidValidity', (e->>'uid')::bigint, 
   mailstream_timestamptz(e->>'ingestedAt'), id, e->'raw'->>'ref', mailstream_text_array(e->'flags'),
   CASE WHEN jsonb_typeof(e->'gmail'->'labels') = 'array' THEN mailstream_text_array(e->'gmail'->'labels') END, e
 FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS t(k, id, e)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING idempotency_key, email->'attachments' AS attachments)
-INSERT INTO email_attachments (idempotency_key, attachment_index, filename, content_type, size_bytes, sha256, ref, content_id, disposition)
-SELECT i.idempotency_key, (a.ord - 1)::integer, a.att->>'filename', a.att->>'contentType',
+ON CONFLICT (account, idempotency_key) DO NOTHING
+RETURNING account, idempotency_key, email->'attachments' AS attachments)
+INSERT INTO email_attachments (account, idempotency_key, attachment_index, filename, content_type, size_bytes, sha256, ref, content_id, disposition)
+SELECT i.account, i.idempotency_key, (a.ord - 1)::integer, a.att->>'filename', a.att->>'contentType',
   CASE WHEN jsonb_typeof(a.att->'size') = 'number' THEN (a.att->>'size')::numeric::bigint END,
   a.att->>'sha256', a.att->>'ref', a.att->>'contentId', a.att->>'disposition'
 FROM inserted i, jsonb_array_elements(CASE WHEN jsonb_typeof(i.attachments) = 'array' THEN i.attachments ELSE '[]'::jsonb END) WITH ORDINALITY AS a(att, ord)
