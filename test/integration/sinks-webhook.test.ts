@@ -65,7 +65,7 @@ describe('outcomes', () => {
     const [req] = receiver.requests;
     expect(req!.body).toBe(d!.email);
     expect(req!.headers).toMatchObject({
-      'content-type': 'application/json', 'idempotency-key': d!.key, 'x-mailstream-entry-id': d!.id, 'x-mailstream-attempt': '3',
+      'content-type': 'application/json', 'idempotency-key': d!.key, 'x-mailstream-entry-id': d!.id, 'x-mailstream-attempt': '3', 'x-mailstream-account': d!.account,
       // Entries before version 3 have no type: they are emails.
       'x-mailstream-event': 'message.new',
     });

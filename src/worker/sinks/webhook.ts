@@ -119,6 +119,9 @@ export function createWebhookSink(options: WebhookOptions): Sink {
       'content-type': 'application/json',
       'idempotency-key': delivery.key,
       'x-mailstream-entry-id': delivery.id,
+      // The key names a message, not an account's copy of it: a receiver that keeps accounts apart
+      // stores (account, key). Percent-encoded only where it would not fit a header.
+      'x-mailstream-account': /^[\x20-\x7e]*$/.test(delivery.account) ? delivery.account : encodeURIComponent(delivery.account),
       'x-mailstream-attempt': String(delivery.previousAttempts + 1),
       // What the body is: message.new (an email) or a change to one sent before (TRACK_CHANGES).
       'x-mailstream-event': delivery.type ?? 'message.new',
