@@ -143,7 +143,11 @@ function parsed(ctx: AccountContext, parsing: Array<Promise<PreparedEntry>>): Pr
   return ctx.blobs.guard(async () => {
     const entries = await Promise.all(parsing);
     ctx.fault.hit('after-blob-writes');
-    await ctx.pool.flushBlobs(entries);
+    await ctx.pool.flushBlobs(entries).catch((err: unknown) => {
+      // Every put went through, but the barrier could not make them durable: a failed write too.
+      ctx.metrics.blobWriteFailures.inc({ kind: 'barrier' });
+      throw err;
+    });
     return entries;
   });
 }
