@@ -77,6 +77,9 @@ export interface Config {
     throttledWaitMs: number;
     throttledMaxWaitMs: number;
     overQuotaWaitMs: number;
+    /** Logins per second over the whole process, and mailbox connections per IMAP host (0: no cap). */
+    connectRate: number;
+    maxConnectionsPerHost: number;
     faultInjection: string | undefined;
     /** FETCH_FILTER, parsed: what a backfill reads. */
     fetchFilter: SearchKey | undefined;
@@ -270,6 +273,8 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
       throttledWaitMs: num('IMAP_THROTTLED_WAIT_MS'),
       throttledMaxWaitMs: num('IMAP_THROTTLED_MAX_WAIT_MS'),
       overQuotaWaitMs: num('IMAP_OVER_QUOTA_WAIT_MS'),
+      connectRate: num('IMAP_CONNECT_RATE'),
+      maxConnectionsPerHost: num('IMAP_MAX_CONNECTIONS_PER_HOST'),
       faultInjection: str('FAULT_INJECTION'),
       fetchFilter: s.FETCH_FILTER as SearchKey | undefined,
       trackChanges: {

@@ -29,6 +29,8 @@ const int = (min: number, max: number) =>
     .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 
 const port = int(0, 65535);
+const rate = z.string().regex(/^\d+(\.\d+)?$/, 'expected a number per second, e.g. 10 or 0.5').transform(Number)
+  .pipe(z.number().min(0.1, 'must be at least 0.1').max(10_000, 'must be at most 10000'));
 const nonEmpty = z.string().trim().min(1, 'must not be empty');
 
 const redisUrl = z.string().refine((v) => {
@@ -108,6 +110,8 @@ export const SETTINGS = {
   NOOP_INTERVAL_MS: { schema: int(1000, 60 * MINUTE), default: String(2 * MINUTE), doc: 'liveness check of an idle connection; a NOOP that does not answer triggers a reconnect' },
   FETCH_BATCH_SIZE: { schema: int(1, 5000), default: '200', doc: 'messages fetched and appended per batch' },
   IMAP_MAX_CONNECTIONS: { schema: int(1, 15), default: '10', doc: 'connections this producer opens per account at most (Gmail allows about 15)' },
+  IMAP_CONNECT_RATE: { schema: rate, default: '10', doc: 'IMAP logins a producer process starts per second at most, over all its mailboxes (first connects and reconnects; a burst of up to 5)' },
+  IMAP_MAX_CONNECTIONS_PER_HOST: { schema: int(0, 1_000_000), default: '0', doc: 'mailbox connections a producer process holds to one IMAP host at most (0: no cap); mailboxes past it wait and take turns, each polled at least every POLL_INTERVAL_MS' },
   START_FROM: { schema: startFrom, default: 'now', doc: 'for a mailbox never seen: all, now, or a date YYYY-MM-DD' },
   MAX_BODY_BYTES: { schema: int(1024, 64 * 1024 * 1024), default: String(1024 * 1024), doc: 'text and html are each cut to this many bytes (with a truncation flag): by the producer without a blob store, by the worker reading them back from the store with one (SINK_BODIES=whole)' },
   PARSE_THREADS: { schema: int(0, 64), default: '0', doc: 'worker threads that parse mail; 0 picks one per spare core' },
@@ -116,7 +120,7 @@ export const SETTINGS = {
   UIDVALIDITY_RESYNC: { schema: z.enum(['since-last', 'full'], { error: 'expected since-last or full' }), default: 'since-last', doc: 'after a UIDVALIDITY change: re-read from the last ingested date minus the margin, or the whole mailbox' },
   UIDVALIDITY_MARGIN_HOURS: { schema: int(0, 24 * 365), default: '48', doc: 'safety margin for since-last re-syncs' },
   INGESTED_RETENTION_DAYS: { schema: int(1, 3650), default: '90', doc: 'how long the producer remembers ingested keys, to skip them on re-sync' },
-  RECONNECT_BASE_MS: { schema: int(10, 10 * MINUTE), default: '1000', doc: 'first wait before the producer reconnects to IMAP after a failure; doubles each failure, with jitter' },
+  RECONNECT_BASE_MS: { schema: int(10, 10 * MINUTE), default: '1000', doc: 'first wait before the producer reconnects to IMAP after a failure; doubles each failure, with full jitter (anywhere from 0 to the doubled wait)' },
   RECONNECT_MAX_MS: { schema: int(10, 60 * MINUTE), default: String(5 * MINUTE), doc: 'longest wait between IMAP reconnect attempts' },
   IMAP_THROTTLED_WAIT_MS: { schema: int(10, 60 * MINUTE), default: String(MINUTE), doc: 'first wait after the server throttles us ([THROTTLED], [ALERT] such as Gmail\'s "Too many simultaneous connections"); doubles with each refusal in a row, with jitter' },
   IMAP_THROTTLED_MAX_WAIT_MS: { schema: int(10, 24 * 60 * MINUTE), default: String(30 * MINUTE), doc: 'longest wait between logins while the server keeps throttling us' },

@@ -12,6 +12,7 @@ import { createAccessTokenSource } from './access-token.ts';
 import { TRACK_NOTHING } from './change-events.ts';
 import type { AccountSettings } from './account.ts';
 import type { BlobHealth } from './blob-health.ts';
+import type { ConnectLimits } from './connect-limits.ts';
 import type { RedisMemoryWatch } from './redis-memory.ts';
 import { createFaultInjector } from './fault-injection.ts';
 import type { AccountContext } from './mailbox-context.ts';
@@ -76,16 +77,17 @@ export function createAccountContext(deps: {
 /** Runners of one account; the scale-out coordinator may start and stop them one by one. */
 export interface AccountRunners {
   context: AccountContext;
-  runner(mailbox: string, options?: Omit<RunnerOptions, 'imapBreaker'>): MailboxRunner;
+  runner(mailbox: string, options?: Omit<RunnerOptions, 'imapBreaker' | 'limits'>): MailboxRunner;
   /** State of the account's breakers, for the heartbeat and `mailstream status`. */
   breakers(): Record<string, 'open' | 'half-open' | 'closed'>;
 }
 
-export function accountRunners(context: AccountContext): AccountRunners {
+/** `limits`: the process's login pacer and per-host cap, shared by every account. */
+export function accountRunners(context: AccountContext, limits?: ConnectLimits): AccountRunners {
   const imapBreaker = createImapBreaker(context);
   return {
     context,
-    runner: (mailbox, options = {}) => createMailboxRunner(context, mailbox, { ...options, imapBreaker }),
+    runner: (mailbox, options = {}) => createMailboxRunner(context, mailbox, { ...options, imapBreaker, limits }),
     breakers: () => ({ imap: breakerStateName(imapBreaker), ...(context.appendBreaker ? { redis: breakerStateName(context.appendBreaker) } : {}) }),
   };
 }

@@ -17,6 +17,8 @@ export interface ConnectDeps {
   onClient: (client: ImapFlow) => void;
   /** ENABLE QRESYNC where the server has it (TRACK_CHANGES). */
   qresync?: boolean;
+  /** Waits for the process's login pacer (IMAP_CONNECT_RATE) before each TLS handshake, a retry's too. */
+  pace?: () => Promise<void>;
 }
 
 /** Seconds of silence on the socket before imapflow gives up on it. */
@@ -59,6 +61,7 @@ function isAuthFailure(err: unknown): boolean {
 }
 
 async function attempt(account: AccountSettings, auth: ImapFlowOptions['auth'], deps: ConnectDeps): Promise<ImapFlow> {
+  await deps.pace?.();
   const client = new ImapFlow({
     host: account.host,
     port: account.port,

@@ -8,6 +8,7 @@ import type { DaemonContext, RoleParts } from '../core/daemon.ts';
 import { globalKeys } from '../core/keys.ts';
 import type { AccountSettings } from './account.ts';
 import { createBlobHealth } from './blob-health.ts';
+import { ConnectLimits } from './connect-limits.ts';
 import { LeaseManager, mailboxRefId, type HeldLease } from './leases.ts';
 import { createMailboxDirectory, type MailboxDirectory } from './mailbox-directory.ts';
 import type { MailboxRunner } from './mailbox-runner.ts';
@@ -27,9 +28,11 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
   const pool = createParsePool(parseThreadCount(config.producer.parseThreads), {
     maxBodyBytes: config.producer.maxBodyBytes, inlineBodyBytes: config.blobs.inlineBodyBytes, blobStore: config.blobs.store,
   }, { onBlobWrites: (writes) => blobs?.record(writes) });
+  // One pacer and one cap per host for the whole process, whichever accounts share a server.
+  const limits = new ConnectLimits(config.producer, { metrics, logger });
   const sets = new Map<string, AccountRunners>();
   for (const account of accounts) {
-    sets.set(account.account, accountRunners(createAccountContext({ config, account, redis, logger, metrics, pool, blobs, memory })));
+    sets.set(account.account, accountRunners(createAccountContext({ config, account, redis, logger, metrics, pool, blobs, memory }), limits));
   }
   // Nothing here waits for Redis: a producer started while Redis is away serves /health and a
   // /ready that says why, and gets going when Redis answers (ioredis holds the commands till then).
@@ -110,6 +113,7 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
         breakers: breakers(),
         blobStore: blobs ? blobs.status() : { kind: 'none' },
         redisMemory: redisMemory(),
+        connections: limits.status(),
         mailboxes: runners().map((r) => ({ account: r.lease.account, token: r.lease.token, ...r.runner.status() })),
       };
     },
@@ -123,6 +127,7 @@ export async function startLeasedProducer(ctx: DaemonContext, accounts: readonly
       memory.stop();
       await Promise.all([...directories.values()].map((d) => d.stop()));
       await leases.stop();
+      limits.close();
       await pool.close();
       await store?.close();
     },

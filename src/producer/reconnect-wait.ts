@@ -2,7 +2,10 @@
 // a dropped connection) is retried soon with a short exponential backoff; a server that throttles
 // us gets a much longer one, or it keeps refusing and may lock the account for longer; a used-up
 // quota (Gmail's daily download limit) does not come back for hours, so we wait a long fixed time
-// instead of reconnecting in a loop. Pure functions: time and randomness come in as arguments.
+// instead of reconnecting in a loop. A dropped connection waits with full jitter (a uniform pick
+// between 0 and the backoff): after a server restart every mailbox fails at the same moment, and
+// only a wide spread keeps them from coming back as one herd (the login pacer then evens out
+// what is left). Pure functions: time and randomness come in as arguments.
 import { backoffDelay } from '../core/backoff.ts';
 import type { ErrorKind } from '../core/errors.ts';
 
@@ -15,6 +18,7 @@ export interface WaitPolicy {
 }
 
 const JITTER = 0.3;
+const FULL_JITTER = 1;
 
 /** Wait before the next login after the `streak`th failure in a row of `kind` (1 = the first). */
 export function waitAfterFailure(kind: ErrorKind, streak: number, policy: WaitPolicy, random: () => number = Math.random): number {
@@ -24,7 +28,7 @@ export function waitAfterFailure(kind: ErrorKind, streak: number, policy: WaitPo
     // Jitter only upwards: an hour means at least an hour; several mailboxes do not all come back at once.
     case 'imap-over-quota': return Math.round(policy.overQuotaWaitMs * (1 + 0.1 * random()));
     case 'imap-throttled': return backoffDelay(streak, { baseMs: policy.throttledWaitMs, maxMs: Math.max(policy.throttledMaxWaitMs, policy.throttledWaitMs), jitter: JITTER }, random);
-    default: return backoffDelay(streak, { baseMs: policy.reconnectBaseMs, maxMs: policy.reconnectMaxMs, jitter: JITTER }, random);
+    default: return backoffDelay(streak, { baseMs: policy.reconnectBaseMs, maxMs: policy.reconnectMaxMs, jitter: FULL_JITTER }, random);
   }
 }
 

@@ -4,7 +4,7 @@
 import type { ErrorKind } from '../core/errors.ts';
 import type { AccountContext } from './mailbox-context.ts';
 
-export type RunnerState = 'starting' | 'connecting' | 'syncing' | 'idle' | 'polling' | 'paused' | 'reconnecting' | 'auth-failed' | 'throttled' | 'over-quota' | 'misconfigured' | 'lease-lost' | 'stopped';
+export type RunnerState = 'starting' | 'queued' | 'between-turns' | 'connecting' | 'syncing' | 'idle' | 'polling' | 'paused' | 'reconnecting' | 'auth-failed' | 'throttled' | 'over-quota' | 'misconfigured' | 'lease-lost' | 'stopped';
 
 /** States a failed login leaves behind until a login succeeds: /status and /ready keep naming the refusal. */
 export const FAILED_STATES: ReadonlySet<RunnerState> = new Set(['reconnecting', 'auth-failed', 'throttled', 'over-quota']);
@@ -22,7 +22,14 @@ export interface MailboxStatus {
   retryAt: number | null;
   paused: string | null;
   reconnects: number;
+  /** What a login waits for: host-cap (IMAP_MAX_CONNECTIONS_PER_HOST) or connect-rate (IMAP_CONNECT_RATE); null when it waits for nothing. */
+  queuedFor: QueuedFor | null;
 }
+
+export type QueuedFor = 'host-cap' | 'connect-rate';
+
+/** States between two sessions of a mailbox that is fine: waiting for its connection, or logging in. */
+const TAKING_TURNS: ReadonlySet<RunnerState> = new Set(['queued', 'between-turns', 'connecting']);
 
 /** The refusals a mailbox can be waiting out, each its own series of mailstream_imap_refused. */
 const REFUSED_KINDS = ['imap-throttled', 'imap-over-quota'] as const;
@@ -37,7 +44,7 @@ export class RunnerStatusBoard {
     this.labels = { account: ctx.keys.account, mailbox };
     this.status = {
       mailbox, state: 'starting', connected: false, uidValidity: null, lastUid: null, lastPollAt: null,
-      lastImapResponseAt: null, lastError: null, retryAt: null, paused: null, reconnects: 0,
+      lastImapResponseAt: null, lastError: null, retryAt: null, paused: null, reconnects: 0, queuedFor: null,
     };
     // Every series exists from the start, at 0, so rates and alerts see it before the first event.
     ctx.metrics.imapConnected.set(this.labels, 0);
@@ -57,6 +64,20 @@ export class RunnerStatusBoard {
     if (this.status.state === state) return;
     this.status.state = state;
     this.publish();
+    this.onState?.(state);
+  }
+
+  /** Told of every state change (the runner hands its connection over once the mailbox is in sync). */
+  onState: ((state: RunnerState) => void) | undefined;
+
+  /**
+   * The login waits (for a slot of the host, or the pacer), or waits no more. A failure's state
+   * (reconnecting, throttled, ...) stays while it waits: /status and /ready keep saying why.
+   */
+  queued(reason: QueuedFor | null): void {
+    this.status.queuedFor = reason;
+    if (reason && !FAILED_STATES.has(this.status.state)) this.setState('queued');
+    else if (!reason && this.status.state === 'queued') this.setState('connecting');
   }
 
   /** The server answered (liveness). */
@@ -96,6 +117,13 @@ export class RunnerStatusBoard {
     if (status.state === 'throttled') return `imap ${mailbox}: throttled by the server: ${status.lastError}${next}`;
     if (status.state === 'over-quota') return `imap ${mailbox}: over quota (bandwidth or download limit): ${status.lastError}${next}`;
     if (breakerOpen) return `imap ${mailbox}: circuit breaker open`;
+    if (!status.connected && TAKING_TURNS.has(status.state)) {
+      // Taking turns is how a capped host is read: ready while each turn comes round in time.
+      const since = now - (status.lastPollAt ?? -Infinity);
+      if (since <= 2 * this.ctx.settings.pollIntervalMs + 60_000) return undefined;
+      const why = status.queuedFor === 'connect-rate' ? 'IMAP_CONNECT_RATE' : 'IMAP_MAX_CONNECTIONS_PER_HOST';
+      if (status.state !== 'connecting') return `imap ${mailbox}: waiting for a connection (${why})${status.lastPollAt ? `; last looked at ${new Date(status.lastPollAt).toISOString()}` : ''}`;
+    }
     if (!status.connected) return `imap ${mailbox}: not logged in${status.lastError ? ` (${status.lastError})` : ''}`;
     const silentFor = now - (status.lastImapResponseAt ?? now);
     const bound = 2 * this.ctx.settings.pollIntervalMs + 60_000;
