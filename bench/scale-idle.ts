@@ -8,6 +8,8 @@ import { memoryOf } from './proc-stats.ts';
 import { allIdle, cpuShare, redisConnectionsOf, sleep, usedMemory, waitForMailboxes } from './scale-probes.ts';
 import type { ScaleStack } from './scale-stack.ts';
 
+const MB = 1024 * 1024;
+
 export const NOOP_SINK = pathToFileURL(fileURLToPath(new URL('./noop-sink.ts', import.meta.url))).href.replace(/^file:/, 'module:');
 
 export interface IdleRun {
@@ -15,6 +17,9 @@ export interface IdleRun {
   /** From spawning the producer to every mailbox seen in IDLE. */
   timeToIdleSeconds: number;
   producerRssMb: number;
+  /** The main thread's V8 heap in use and the memory outside it (buffers, TLS) per its /metrics. */
+  producerHeapUsedMb: number;
+  producerExternalMb: number;
   workerRedisConnections: number;
   /** used_memory with producer and worker idle, less that of the emptied Redis. */
   redisBytes: number;
@@ -40,6 +45,12 @@ async function steadyRss(pid: number, readings = 3): Promise<number> {
   }
   values.sort((a, b) => a - b);
   return values[Math.floor(values.length / 2)] ?? Number.NaN;
+}
+
+/** One unlabelled series of a daemon's /metrics (prom-client's process and Node.js figures). */
+async function metric(daemon: DaemonProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${daemon.httpUrl}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
 }
 
 /**
@@ -94,15 +105,17 @@ export async function idleRun(stack: ScaleStack, mailboxes: number, options: Idl
     log(`scale: ${mailboxes} mailboxes in IDLE after ${timeToIdleSeconds.toFixed(1)} s`);
     await sleep(options.settleMs);
     const producerRssMb = await steadyRss(producer.handle.child.pid!);
+    const producerHeapUsedMb = (await metric(producer, 'nodejs_heap_size_used_bytes')) / MB;
+    const producerExternalMb = (await metric(producer, 'nodejs_external_memory_bytes')) / MB;
 
     const worker = await spawnDaemon('worker', { env: stack.workerEnv(accountsFile, NOOP_SINK, { MAILSTREAM_PREFIX: 'scale' }) });
     daemons.push(worker);
     await waitUntilReady(worker);
     const workerRedisConnections = await settledConnections(stack, worker);
     const redisBytes = (await usedMemory(client)) - empty;
-    log(`scale: ${mailboxes} accounts: producer ${producerRssMb.toFixed(0)} MB, worker ${workerRedisConnections} Redis connections, Redis +${(redisBytes / 1024 / 1024).toFixed(1)} MB`);
+    log(`scale: ${mailboxes} accounts: producer ${producerRssMb.toFixed(0)} MB (heap ${producerHeapUsedMb.toFixed(0)} MB), worker ${workerRedisConnections} Redis connections, Redis +${(redisBytes / 1024 / 1024).toFixed(1)} MB`);
 
-    const run: IdleRun = { mailboxes, timeToIdleSeconds, producerRssMb, workerRedisConnections, redisBytes };
+    const run: IdleRun = { mailboxes, timeToIdleSeconds, producerRssMb, producerHeapUsedMb, producerExternalMb, workerRedisConnections, redisBytes };
     if (options.idleCpuSeconds) {
       log(`scale: CPU of the idle producer and worker over ${options.idleCpuSeconds} s`);
       const [producerCpu, workerCpu] = await cpuShare([producer.handle.child.pid!, worker.handle.child.pid!], options.idleCpuSeconds);

@@ -43,6 +43,8 @@ function idleFigures(runs: readonly IdleRun[], workerAlone: number): BenchResult
     results.push(
       measure({ name: `producer_time_to_idle_${run.mailboxes}_mailboxes`, value: run.timeToIdleSeconds, unit: 's' }),
       measure({ name: `producer_rss_${run.mailboxes}_idle_mailboxes`, value: run.producerRssMb, unit: 'MB' }),
+      measure({ name: `producer_heap_used_${run.mailboxes}_idle_mailboxes`, value: run.producerHeapUsedMb, unit: 'MB' }),
+      measure({ name: `producer_external_memory_${run.mailboxes}_idle_mailboxes`, value: run.producerExternalMb, unit: 'MB' }),
       measure({ name: `redis_used_memory_${run.mailboxes}_idle_accounts`, value: run.redisBytes / MB, unit: 'MB' }),
     );
   }
@@ -96,7 +98,9 @@ export async function benchScale(options: ScaleBenchOptions): Promise<BenchResul
     const pacing = rate && rate > 0 ? t.orphaned / rate : 0;
     const bound = (leaseTtlMs * 4 / 3) / 1000 + pacing;
     results.push(
-      measure({ name: `takeover_seconds_${t.orphaned}_mailboxes`, value: t.takeoverSeconds, unit: 's', baseline: { name: 'LEASE_TTL_MS', value: leaseTtlMs / 1000 }, target: { kind: 'at-most', value: Math.round(bound * 10) / 10 } }),
+      // Named for a third of the mailboxes (the figure asked for); the count the killed producer
+      // really held (1,000 split 334/334/332, say) is in the unit.
+      measure({ name: `takeover_seconds_${Math.round(options.takeoverMailboxes / 3)}_mailboxes`, value: t.takeoverSeconds, unit: `s (${t.orphaned} mailboxes)`, baseline: { name: 'LEASE_TTL_MS', value: leaseTtlMs / 1000 }, target: { kind: 'at-most', value: Math.round(bound * 10) / 10 } }),
       measure({ name: 'takeover_join_seconds', value: t.joinSeconds, unit: `s (${t.joinerHeld} mailboxes to the new producer)` }),
       measure({ name: 'takeover_idle_drops_staying_mailboxes', value: t.idleDrops, unit: `mailboxes (of ${t.staying} staying)`, target: { kind: 'at-most', value: 0 } }),
     );
@@ -115,6 +119,7 @@ export async function benchScale(options: ScaleBenchOptions): Promise<BenchResul
     results.push(
       measure({ name: 'producer_peak_rss_one_mailbox_steady', value: steady.memory.peakRssMb, unit: 'MB', target: { kind: 'at-most', value: 150 } }),
       measure({ name: 'producer_max_sampled_rss_one_mailbox_steady', value: steady.memory.rssMb, unit: 'MB' }),
+      measure({ name: 'producer_steady_arrival_rate', value: steady.arrivalRate, unit: 'emails/s' }),
       measure({ name: 'producer_steady_appended_share', value: steady.sent ? steady.appended / steady.sent : Number.NaN, unit: `of ${steady.sent} sent` }),
     );
     return results;
