@@ -5,7 +5,7 @@
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { spawnDaemon, waitUntilReady, type DaemonProcess } from '../src/ops/local/stack.ts';
 import { memoryOf } from './proc-stats.ts';
-import { allIdle, cpuShare, redisConnectionsOf, sleep, usedMemory, waitForMailboxes } from './scale-probes.ts';
+import { allIdle, cpuShare, redisConnectionsOf, sleep, threadCpu, usedMemory, waitForMailboxes } from './scale-probes.ts';
 import type { ScaleStack } from './scale-stack.ts';
 
 const MB = 1024 * 1024;
@@ -45,6 +45,22 @@ async function steadyRss(pid: number, readings = 3): Promise<number> {
   }
   values.sort((a, b) => a - b);
   return values[Math.floor(values.length / 2)] ?? Number.NaN;
+}
+
+/** Log lines (JSON) counted by level and message. */
+function logMessages(output: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const line of output.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const { level, msg } = JSON.parse(line) as { level?: unknown; msg?: unknown };
+      const key = `${String(level)} ${String(msg)}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    } catch {
+      // a line cut by the pipe
+    }
+  }
+  return counts;
 }
 
 /** One unlabelled series of a daemon's /metrics (prom-client's process and Node.js figures). */
@@ -116,9 +132,22 @@ export async function idleRun(stack: ScaleStack, mailboxes: number, options: Idl
     log(`scale: ${mailboxes} accounts: producer ${producerRssMb.toFixed(0)} MB (heap ${producerHeapUsedMb.toFixed(0)} MB), worker ${workerRedisConnections} Redis connections, Redis +${(redisBytes / 1024 / 1024).toFixed(1)} MB`);
 
     const run: IdleRun = { mailboxes, timeToIdleSeconds, producerRssMb, producerHeapUsedMb, producerExternalMb, workerRedisConnections, redisBytes };
-    if (options.idleCpuSeconds) {
-      log(`scale: CPU of the idle producer and worker over ${options.idleCpuSeconds} s`);
-      const [producerCpu, workerCpu] = await cpuShare([producer.handle.child.pid!, worker.handle.child.pid!], options.idleCpuSeconds);
+    const seconds = options.idleCpuSeconds;
+    if (seconds) {
+      log(`scale: CPU of the idle producer and worker over ${seconds} s`);
+      const logged = producer.handle.output().length;
+      const threadsBefore = threadCpu(producer.handle.child.pid!);
+      const [producerCpu, workerCpu] = await cpuShare([producer.handle.child.pid!, worker.handle.child.pid!], seconds);
+      // Where the producer's share went: its threads, user and system time apart.
+      const byThread = [...threadCpu(producer.handle.child.pid!)].flatMap(([name, after]) => {
+        const before = threadsBefore.get(name) ?? { user: 0, system: 0 };
+        const [user, system] = [(after.user - before.user) / seconds, (after.system - before.system) / seconds];
+        return user + system < 0.0005 ? [] : [`${name} ${user.toFixed(3)} user + ${system.toFixed(3)} system`];
+      });
+      log(`scale: the idle producer's threads (share of a core): ${byThread.join('; ')}`);
+      // Nothing should be said while nothing happens: name what was (LOG_LEVEL=warn).
+      const said = logMessages(producer.handle.output().slice(logged));
+      if (said.size > 0) log(`scale: the idle producer logged ${[...said].map(([msg, n]) => `${n} x "${msg}"`).join(', ')}`);
       run.producerIdleCpu = producerCpu;
       run.workerIdleCpu = workerCpu;
     }

@@ -20,6 +20,24 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
 }
 
+/** CPU seconds of each thread of a process, by thread name (`node`, `libuv-worker`, `V8 DefaultWorke`, ...), user and system apart. */
+export function threadCpu(pid: number): Map<string, { user: number; system: number }> {
+  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  const out = new Map<string, { user: number; system: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const was = out.get(name) ?? { user: 0, system: 0 };
+      out.set(name, { user: was.user + Number(fields[11]) / ticksPerSecond, system: was.system + Number(fields[12]) / ticksPerSecond });
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
 /** Share of one core a process used over `seconds`, measured while the caller waits. */
 export async function cpuShare(pids: readonly number[], seconds: number): Promise<number[]> {
   const before = pids.map(cpuSeconds);
