@@ -4,7 +4,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { backoffDelay } from './backoff.ts';
 import type { Logger } from './logger.ts';
-import { defineScripts } from './scripts.ts';
+import { defineScripts, scriptsWithCallerKeyCount } from './scripts.ts';
 
 export type RedisClient = Redis | Cluster;
 
@@ -53,6 +53,7 @@ export function createRedis(options: RedisConnectOptions): RedisClient {
     retryStrategy: reconnectDelay,
     maxRetriesPerRequest: options.maxRetriesPerRequest === undefined ? null : options.maxRetriesPerRequest,
     enableAutoPipelining: options.purpose !== 'blocking',
+    autoPipeliningIgnoredCommands: scriptsWithCallerKeyCount(),
     lazyConnect: options.lazyConnect ?? false,
   };
   let client: RedisClient;
@@ -66,6 +67,7 @@ export function createRedis(options: RedisConnectOptions): RedisClient {
       redisOptions,
       clusterRetryStrategy: reconnectDelay,
       enableAutoPipelining: options.purpose !== 'blocking',
+      autoPipeliningIgnoredCommands: scriptsWithCallerKeyCount(),
       lazyConnect: options.lazyConnect ?? false,
     });
   } else {

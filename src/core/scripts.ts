@@ -30,6 +30,16 @@ export function scriptFiles(): ScriptFile[] {
   return cache;
 }
 
+/**
+ * Scripts whose caller passes the key count first. ioredis' auto-pipelining on a Cluster groups a
+ * script call by the slot of its first argument, which for these is the count, not a key: batched
+ * beside another account's commands on another node, the whole pipeline is refused. They are sent
+ * on their own instead (routed by their real keys).
+ */
+export function scriptsWithCallerKeyCount(): string[] {
+  return scriptFiles().filter((s) => s.numberOfKeys === undefined).map((s) => s.name);
+}
+
 export function defineScripts(client: Redis | Cluster): void {
   for (const script of scriptFiles()) {
     client.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
