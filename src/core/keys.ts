@@ -26,6 +26,8 @@ export interface AccountKeys {
   fence: string;
   /** Hash of mailbox -> status JSON written by the producer (for `mailstream status`). */
   mailboxStatus: string;
+  /** The shared stream announcing new entries (GlobalKeys.signals); in another slot than the account's keys. */
+  signals: string;
 }
 
 /**
@@ -52,6 +54,11 @@ export interface GlobalKeys {
   processes: string;
   /** Sorted set of producer ids scored by registration expiry (ms): who shares the leases. */
   producers: string;
+  /**
+   * Stream of `account` names, one entry per append that added entries (capped by MAXLEN ~):
+   * workers block on it instead of on every account's stream. A lost entry only delays.
+   */
+  signals: string;
 }
 
 /** `{` and `}` inside an account would break the hash tag; they never occur in an address. */
@@ -76,11 +83,12 @@ export function accountKeys(prefix: string, account: string): AccountKeys {
     lease: (mailbox) => `${base}:lease:${mailbox}`,
     fence: `${base}:fence`,
     mailboxStatus: `${base}:mailbox-status`,
+    signals: globalKeys(prefix).signals,
   };
 }
 
 export function globalKeys(prefix: string): GlobalKeys {
-  return { accounts: `${prefix}:accounts`, processes: `${prefix}:processes`, producers: `${prefix}:producers` };
+  return { accounts: `${prefix}:accounts`, processes: `${prefix}:processes`, producers: `${prefix}:producers`, signals: `${prefix}:signals` };
 }
 
 /** The account part of a stream key, or undefined if it is not one of ours. */

@@ -6,6 +6,7 @@ import type { ChangeEvent } from '../core/entry.ts';
 import { LeaseLostError, StaleUidValidityError } from '../core/errors.ts';
 import type { AccountKeys } from '../core/keys.ts';
 import type { RedisClient } from '../core/redis.ts';
+import { announceEntries } from '../core/signals.ts';
 import { movedEvent, normalFlags, normalLabels, uidRecord, type SeenMessage } from './change-events.ts';
 
 declare module 'ioredis' {
@@ -89,6 +90,8 @@ export function createStreamAppender(redis: RedisClient, keys: AccountKeys, opti
       }
       const [code, appended, skipped, moved] = await redis.appendBatch(keys.stream, keys.mailbox(batch.mailbox), keys.ingested, keys.lease(batch.mailbox), keys.uids(batch.mailbox), ...args);
       checkCode(code, batch.mailbox);
+      // Not awaited: the batch is in; the signal only wakes the workers sooner.
+      if (appended + moved > 0) void announceEntries(redis, keys);
       return moved ? { appended, skipped, moved } : { appended, skipped };
     },
   };
@@ -123,6 +126,7 @@ export async function appendChanges(redis: RedisClient, keys: AccountKeys, batch
   }
   const [code, appended, skipped] = await redis.appendChanges(keys.stream, keys.mailbox(batch.mailbox), keys.ingested, keys.lease(batch.mailbox), keys.uids(batch.mailbox), ...args);
   checkCode(code, batch.mailbox);
+  if (appended > 0) void announceEntries(redis, keys);
   return { applied: code === SCRIPT_CODE.ok, appended, skipped };
 }
 

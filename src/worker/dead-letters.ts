@@ -3,6 +3,7 @@
 import type { Result } from 'ioredis';
 import type { AccountKeys } from '../core/keys.ts';
 import type { RedisClient } from '../core/redis.ts';
+import { announceEntries } from '../core/signals.ts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -50,7 +51,10 @@ export async function showDeadLetter(redis: RedisClient, keys: AccountKeys, id: 
 
 /** Returns the new stream entry id per dead letter, or null for an id not in the DLQ. */
 export async function replayDeadLetters(redis: RedisClient, keys: AccountKeys, ids: readonly string[]): Promise<Array<{ id: string; entryId: string | null }>> {
-  return Promise.all(ids.map(async (id) => ({ id, entryId: await redis.replayDeadLetter(keys.dlq, keys.stream, id) })));
+  const replayed = await Promise.all(ids.map(async (id) => ({ id, entryId: await redis.replayDeadLetter(keys.dlq, keys.stream, id) })));
+  // Awaited: the CLI exits right after, and the workers should not wait for their sweep.
+  if (replayed.some((r) => r.entryId !== null)) await announceEntries(redis, keys);
+  return replayed;
 }
 
 export async function allDeadLetterIds(redis: RedisClient, keys: AccountKeys): Promise<string[]> {

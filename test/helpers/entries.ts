@@ -1,8 +1,10 @@
 // Appends stream entries of the contract's shape (`key` + `email` JSON, src/core/entry.ts)
-// straight to an account's stream, so worker tests need no producer.
+// straight to an account's stream, and signals them as the producer does (src/core/signals.ts),
+// so worker tests need no producer.
 import type { Redis } from 'ioredis';
 import { ENTRY_VERSION, type EmailEntry } from '../../src/core/entry.ts';
 import { accountKeys } from '../../src/core/keys.ts';
+import { SIGNAL_ACCOUNT_FIELD, SIGNALS_MAX_LEN } from '../../src/core/signals.ts';
 
 export function sampleEmail(account: string, n: number, key = `<msg-${n}@example.com>`): EmailEntry {
   const now = new Date().toISOString();
@@ -20,9 +22,12 @@ export function sampleEmail(account: string, n: number, key = `<msg-${n}@example
   };
 }
 
-/** Appends `count` emails with keys `<msg-<n>@example.com>` (n from `from`); returns their keys. */
-export async function appendEmails(redis: Redis, prefix: string, account: string, count: number, from = 0): Promise<string[]> {
-  const stream = accountKeys(prefix, account).stream;
+/**
+ * Appends `count` emails with keys `<msg-<n>@example.com>` (n from `from`); returns their keys.
+ * `signal: false` leaves out the signal, as when it is lost.
+ */
+export async function appendEmails(redis: Redis, prefix: string, account: string, count: number, from = 0, { signal = true } = {}): Promise<string[]> {
+  const { stream, signals } = accountKeys(prefix, account);
   const keys: string[] = [];
   for (let start = from; start < from + count; start += 500) {
     const pipeline = redis.pipeline();
@@ -32,6 +37,7 @@ export async function appendEmails(redis: Redis, prefix: string, account: string
       pipeline.xadd(stream, '*', 'key', email.key, 'email', JSON.stringify(email));
     }
     await pipeline.exec();
+    if (signal) await redis.xadd(signals, 'MAXLEN', '~', SIGNALS_MAX_LEN, '*', SIGNAL_ACCOUNT_FIELD, account);
   }
   return keys;
 }
