@@ -112,6 +112,8 @@ export interface Config {
     concurrency: number;
     readBatchSize: number;
     readBlockMs: number;
+    /** How often every account stream is looked at, signalled or not (WORKER_SWEEP_MS). */
+    sweepMs: number;
     claimIdleMs: number;
     claimIntervalMs: number;
     dedupeTtlSeconds: number;
@@ -302,6 +304,7 @@ export function loadConfig(role: Role, env: Record<string, string | undefined>):
       concurrency: num('WORKER_CONCURRENCY'),
       readBatchSize: num('READ_BATCH_SIZE'),
       readBlockMs: num('READ_BLOCK_MS'),
+      sweepMs: num('WORKER_SWEEP_MS'),
       claimIdleMs: num('CLAIM_IDLE_MS'),
       claimIntervalMs: num('CLAIM_INTERVAL_MS'),
       dedupeTtlSeconds: num('DEDUPE_TTL_SECONDS'),

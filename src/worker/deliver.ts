@@ -69,16 +69,18 @@ export interface DelivererOptions {
   giveUp: AbortSignal;
   /** How often a delivery waiting on an open breaker looks again. */
   breakerPollMs: number;
+  /** A retry was scheduled: the worker's scheduler wakes the account for it. */
+  onRetryScheduled?(account: string, dueAt: number): void;
 }
 
 export class Deliverer {
   private readonly o: DelivererOptions;
   /** Entries this process holds (being delivered, or their outcome not yet recorded). */
   readonly inHand = new InHand();
-  /** Per account: the earliest retry scheduled since the account's loop last asked. */
-  private readonly earliestRetry = new Map<string, number>();
   /** Emails inside sink calls right now. */
   private delivering = 0;
+  /** Sink calls in a row, over every account, that found the sink down. */
+  private callsFindingSinkDown = 0;
   private readonly series;
 
   constructor(options: DelivererOptions) {
@@ -111,13 +113,6 @@ export class Deliverer {
       // Once submitted, the settler lets go of what it records; before, nothing holds them.
       if (!submitted) release(entries);
     }
-  }
-
-  /** The earliest retry this worker scheduled since the last call, so the loop wakes for it. */
-  takeEarliestRetry(account: string): number | undefined {
-    const at = this.earliestRetry.get(account);
-    this.earliestRetry.delete(account);
-    return at;
   }
 
   /**
@@ -186,8 +181,7 @@ export class Deliverer {
     outcomes.forEach((outcome, i) => {
       const entry = now[i]!;
       if (!outcome) { abandoned.push(entry); return; }
-      const decision = addOutcome(settlement, entry, outcome, records?.get(entry.id), { group: this.o.group, consumer: this.o.consumer, settings: this.o.retry, now: answeredAt });
-      if (decision?.kind === 'retry') this.earliestRetry.set(ops.account, Math.min(this.earliestRetry.get(ops.account) ?? Infinity, decision.dueAt));
+      addOutcome(settlement, entry, outcome, records?.get(entry.id), { group: this.o.group, consumer: this.o.consumer, settings: this.o.retry, now: answeredAt });
     });
     const unsettled = new Set([...abandoned, ...later]);
     const settled = entries.filter((e) => !unsettled.has(e));
@@ -203,6 +197,17 @@ export class Deliverer {
       release(later);
     }
     return true;
+  }
+
+  /**
+   * HOLD_WHILE_CLOSED calls in a row found the sink down: that is an outage, so the breaker opens
+   * now rather than when its rolling window (10 s) holds ten calls. Calls slowed down by a busy
+   * host may never fit ten in the window; the held emails would then be charged and the next
+   * batches read, only to wait in this process.
+   */
+  private sinkFoundDown(): void {
+    this.callsFindingSinkDown += 1;
+    if (this.callsFindingSinkDown >= HOLD_WHILE_CLOSED && this.o.breaker.closed) this.o.breaker.open();
   }
 
   /** The dedupe check, made again if a settle was refused meanwhile (its markers may be missing). */
@@ -228,6 +233,8 @@ export class Deliverer {
         for (const e of settlement.delivered) this.series.endToEnd.observe(Math.max(0, now - appendedAtMs(e.id)) / 1000);
       }
       for (const r of settlement.retries) {
+        // Only now that the retry is in Redis: woken earlier, the account would find nothing due.
+        this.o.onRetryScheduled?.(ops.account, r.dueAt);
         this.series.retried.inc();
         logger.warn({ entryId: r.id, account: ops.account, attempts: r.record.attempts, error: r.record.lastError, retryInMs: r.dueAt - Date.now() }, 'delivery failed; retry scheduled');
       }
@@ -268,11 +275,13 @@ export class Deliverer {
       metrics.inFlight.set(this.delivering);
       try {
         answers = await breaker.fire(batch, giveUp);
+        this.callsFindingSinkDown = 0;
       } catch (err) {
         if ((err as { code?: unknown }).code === 'EOPENBREAKER') { await sleep(this.o.breakerPollMs, stopping); continue; }
         if (giveUp.aborted) break;
         answers = err instanceof SinkDownError ? err.outcomes : batch.map(() => thrownOutcome(err));
         sinkWide = answers.some(sinkDown);
+        if (sinkWide) this.sinkFoundDown();
       } finally {
         stopTimer();
         this.delivering -= batch.length;

@@ -1,28 +1,33 @@
-// The worker role: one read loop per account stream, all sharing one sink, its circuit breaker
-// and the settler that records outcomes. runDaemon (src/core/daemon.ts) supplies metrics, HTTP,
-// heartbeat and the shutdown sequence; this module assembles the parts and says how to stop them.
+// The worker role: one scheduler of account turns (turns.ts) for every account stream, woken by
+// one blocking read of the shared signal stream and a periodic sweep, all sharing one sink, its
+// circuit breaker and the settler that records outcomes. Two Redis connections whatever the number
+// of accounts: the daemon's command connection (every account's reads and scripts, auto-pipelined)
+// and the signal read. runDaemon (src/core/daemon.ts) supplies metrics, HTTP, heartbeat and the
+// shutdown sequence; this module assembles the parts and says how to stop them.
 import { breakerStateName, createBreaker } from '../core/breaker.ts';
 import { sleep } from '../core/backoff.ts';
 import type { DaemonContext, RoleParts } from '../core/daemon.ts';
 import { isPermanent } from '../core/errors.ts';
-import { accountKeys } from '../core/keys.ts';
-import { closeRedis, createRedis, type RedisClient } from '../core/redis.ts';
-import { readStreamStats, type StreamStats } from '../core/stream-stats.ts';
-import { AccountConsumer } from './consumer.ts';
+import { accountKeys, globalKeys } from '../core/keys.ts';
+import { closeRedis, createRedis } from '../core/redis.ts';
+import type { StreamStats } from '../core/stream-stats.ts';
+import { AccountTurn } from './account-turn.ts';
 import { breakerAction, Deliverer, type SinkBreaker } from './deliver.ts';
 import { startKeepAlive } from './keep-alive.ts';
 import { DEAD_LETTER_REASONS } from './retry-policy.ts';
 import { Settler } from './settler.ts';
+import { listenForSignals } from './signal-listener.ts';
 import type { Sink } from './sinks/types.ts';
+import { startStreamGauges } from './stream-gauges.ts';
 import { StreamOps } from './stream-ops.ts';
+import { TurnScheduler } from './turns.ts';
 
 const SINK_CHECK_TIMEOUT_MS = 1_500;
-const STATS_INTERVAL_MS = 5_000;
 
 export interface WorkerOptions {
   /** Made (and checked) before the daemon opens anything: see createSink. */
   sink: Sink;
-  /** One read loop per account; default the accounts file's, or the one IMAP_USER names. */
+  /** The accounts whose streams it reads; default the accounts file's, or the one IMAP_USER names. */
   accounts?: readonly string[];
 }
 
@@ -48,45 +53,36 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
   const stopping = new AbortController();
   const giveUp = new AbortController();
   const settler = new Settler({ metrics, logger });
+  // Set once the scheduler exists; the deliverer is made first because every turn needs it.
+  let scheduler: TurnScheduler | undefined;
   const deliverer = new Deliverer({
     sink, breaker, settler, metrics, logger, group: w.group, consumer: w.consumerName, stopping: stopping.signal, giveUp: giveUp.signal, breakerPollMs,
     maxUnfinished: w.maxUnfinishedDeliveries,
     retry: { maxAttempts: w.maxAttempts, backoff: { baseMs: w.retryBaseMs, maxMs: w.retryMaxMs, jitter: 0.25 }, maxRetryAfterMs: Math.max(w.retryMaxMs, 3_600_000) },
+    onRetryScheduled: (account, dueAt) => scheduler?.retryAt(account, dueAt),
   });
 
-  const blocking: RedisClient[] = [];
   const streams = accounts.map((account) => new StreamOps({ redis, keys: accountKeys(config.prefix, account), group: w.group, consumer: w.consumerName, dedupeTtlSeconds: w.dedupeTtlSeconds }));
-  const consumers = streams.map((ops) => {
-    const connection = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:worker:read', logger, purpose: 'blocking' });
-    blocking.push(connection);
-    return new AccountConsumer({
-      ops, blocking: connection, deliverer, settler, breaker, metrics, logger, stopping: stopping.signal, breakerPollMs,
-      settings: { group: w.group, consumer: w.consumerName, readBatchSize: w.readBatchSize, readBlockMs: w.readBlockMs, claimIdleMs: w.claimIdleMs, claimIntervalMs: w.claimIntervalMs },
-    });
+  // A live worker looks at every account at least every WORKER_SWEEP_MS (and reads signalled ones
+  // sooner), so a consumer idle for many of those, holding nothing, is gone.
+  const deadConsumerIdleMs = Math.max(w.claimIdleMs, 10 * w.readBlockMs, 3 * w.sweepMs);
+  const turns = new Map(streams.map((ops) => [ops.account, new AccountTurn({
+    ops, redis, deliverer, breaker, metrics, logger, stopping: stopping.signal,
+    settings: { group: w.group, consumer: w.consumerName, readBatchSize: w.readBatchSize, claimIdleMs: w.claimIdleMs, deadConsumerIdleMs },
+    onRetryDue: (account, dueAt) => scheduler?.retryAt(account, dueAt),
+  })]));
+  scheduler = new TurnScheduler({
+    turns, breaker, settler, lanes: w.concurrency, sweepMs: w.sweepMs, claimIntervalMs: w.claimIntervalMs, breakerPollMs, logger, stopping: stopping.signal,
   });
-  for (const ops of streams) {
-    metrics.groupLag.set({ account: ops.keys.account, group: w.group }, 0);
-    metrics.groupPending.set({ account: ops.keys.account, group: w.group }, 0);
-  }
+  const signals = createRedis({ url: config.redis.url, clusterNodes: config.redis.clusterNodes, name: 'mailstream:worker:signals', logger, purpose: 'blocking' });
   const keepAlive = startKeepAlive({ streams, inHand: deliverer.inHand, intervalMs: Math.max(50, Math.floor(w.claimIdleMs / 3)), logger });
-  const loops = consumers.map((c) => c.run());
-  logger.info({ consumer: w.consumerName, group: w.group, sink: sink.kind, accounts }, 'worker consuming');
-
+  const gauges = startStreamGauges({ redis, streams, group: w.group, metrics, logger });
+  const loops = [
+    scheduler.run(),
+    listenForSignals({ blocking: signals, key: globalKeys(config.prefix).signals, blockMs: w.readBlockMs, onSignal: (account) => scheduler?.signal(account), onListening: () => scheduler?.startUp(), logger, stopping: stopping.signal }),
+  ];
+  logger.info({ consumer: w.consumerName, group: w.group, sink: sink.kind, accounts: accounts.length <= 20 ? accounts : accounts.length }, 'worker consuming');
   let lastStats: StreamStats[] = [];
-  const refreshStats = async () => {
-    lastStats = await Promise.all(streams.map((ops) => readStreamStats(redis, ops.keys)));
-    // One series per account: with several accounts, a stuck one must not hide behind a sum.
-    lastStats.forEach((stats, i) => {
-      const account = { account: streams[i]!.keys.account };
-      const mine = stats.groups.find((g) => g.name === w.group);
-      metrics.streamLength.set(account, stats.length);
-      metrics.dlqLength.set(account, stats.dlqLength);
-      metrics.groupLag.set({ ...account, group: w.group }, mine?.lag ?? 0);
-      metrics.groupPending.set({ ...account, group: w.group }, mine?.pending ?? 0);
-    });
-  };
-  const statsTimer = setInterval(() => void refreshStats().catch((err: unknown) => logger.debug({ err }, 'stream statistics not read')), STATS_INTERVAL_MS);
-  statsTimer.unref();
 
   return {
     async ready() {
@@ -105,7 +101,7 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
       return { ready: reasons.length === 0, reasons };
     },
     async status() {
-      await refreshStats().catch(() => undefined);
+      lastStats = await gauges.refreshAll();
       return {
         consumer: w.consumerName, group: w.group, sink: sink.kind, breaker: breakerStateName(breaker),
         inFlight: deliverer.inFlight, unsettled: settler.unsettled, settle: settler.blockedReason ?? 'ok', maxAttempts: w.maxAttempts, streams: lastStats,
@@ -114,10 +110,9 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
     heartbeat: () => ({ consumer: w.consumerName, group: w.group, sink: sink.kind, breaker: breakerStateName(breaker), inFlight: deliverer.inFlight, unsettled: settler.unsettled }),
     async stop() {
       stopping.abort();
-      clearInterval(statsTimer);
-      // A blocked XREADGROUP would hold the stop for up to READ_BLOCK_MS: cut it. Entries Redis
-      // handed over in that read stay pending and are claimed by another worker.
-      for (const connection of blocking) connection.disconnect();
+      gauges.stop();
+      // A blocked signal read would hold the stop for up to READ_BLOCK_MS: cut it.
+      signals.disconnect();
       const finished = Promise.allSettled(loops);
       // The timer is cancelled once the loops finish: a pending 30 s timer would hold a process
       // that is meant to exit (a start-up that failed after the worker began).
@@ -137,7 +132,7 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
       if (left > 0) logger.warn({ unsettled: left }, 'outcomes not recorded by the shutdown timeout: those entries stay pending and are delivered again, with the same key');
       keepAlive.stop();
       breaker.shutdown();
-      await Promise.all([...blocking.map((c) => closeRedis(c, 200)), sink.close().catch((err: unknown) => logger.warn({ err }, 'sink did not close cleanly'))]);
+      await Promise.all([closeRedis(signals, 200), sink.close().catch((err: unknown) => logger.warn({ err }, 'sink did not close cleanly'))]);
     },
   };
 }
