@@ -81,7 +81,8 @@ case "$what" in
   *) usage ;;
 esac
 if [ "$what" = producer ] || [ "$what" = all ]; then
-  start_one producer producer "$PRODUCER_PORT" || status=1
+  # Two malloc arenas, not one per allocating thread (as the systemd unit sets): 20-40 MB less RSS.
+  start_one producer producer "$PRODUCER_PORT" MALLOC_ARENA_MAX=2 || status=1
 fi
 if [ "$what" = worker ] || [ "$what" = all ]; then
   for ((n = 1; n <= count; n++)); do

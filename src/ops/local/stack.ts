@@ -121,7 +121,9 @@ export async function waitUntilReady(daemon: DaemonProcess, attempts = 1200): Pr
 export async function spawnDaemon(role: 'producer' | 'worker', options: SpawnDaemonOptions): Promise<DaemonProcess> {
   const spawn = options.spawn ?? spawnChild;
   const port = options.env.HTTP_PORT ?? String(await freePort());
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', LOG_LEVEL: 'info', ...options.env, HTTP_PORT: port };
+  // The producer with two malloc arenas, as its systemd unit, not one per allocating thread.
+  const arenas = role === 'producer' ? { MALLOC_ARENA_MAX: '2' } : {};
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', LOG_LEVEL: 'info', ...arenas, ...options.env, HTTP_PORT: port };
   const fd = options.logFile ? openSync(options.logFile, 'a') : undefined;
   const stdio: ['ignore', 'pipe' | number, 'pipe' | number] = fd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', fd, fd];
   let handle: ChildHandle;
