@@ -7,6 +7,7 @@ import { Queue, Worker as BullWorker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { accountKeys } from '../src/core/keys.ts';
 import { startLocalRedis, type LocalRedis } from '../src/ops/local/local-redis.ts';
+import { announceEntries } from '../src/core/signals.ts';
 import { spawnDaemon, waitUntilReady, type DaemonProcess } from '../src/ops/local/stack.ts';
 import { pairs } from '../src/core/stream-stats.ts';
 import { emailJson, fillStream } from './payloads.ts';
@@ -63,6 +64,8 @@ async function mailstreamWorkers(redis: LocalRedis, client: Redis, processes: nu
     const started = Date.now();
     await client.xgroup('SETID', stream, GROUP, '0');
     await fillStream(client, stream, account, 1, entries);
+    // As the producer does after an append: the workers wake on the signal, not at their next sweep.
+    await announceEntries(client, accountKeys('mailstream', account));
     await drained(client, stream);
     const seconds = (Date.now() - started) / 1000;
     // Steady state: what the worker holds after the whole stream went through it.
