@@ -4,8 +4,8 @@
 // retries once with a forced refresh before calling it an authentication failure. A login the
 // server refuses for another reason (throttling, a used-up quota, too many connections) is not
 // retried here: it is reported by its kind, and the mailbox runner waits as that kind asks.
-import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
+import { readFileSync, statSync } from 'node:fs';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 import { AuthError, DependencyError, imapErrorKind, imapResponseCode, type ErrorKind } from '../core/errors.ts';
 import type { AccessTokenSource } from './access-token.ts';
@@ -24,9 +24,25 @@ export interface ConnectDeps {
 /** Seconds of silence on the socket before imapflow gives up on it. */
 const SOCKET_TIMEOUT_MS = 5 * 60_000;
 
+/**
+ * One TLS context per CA file, shared by every connection that trusts it. A `ca` option builds a
+ * new context, Node's 120-odd root certificates parsed again, per connection: about 0.85 MB each,
+ * most of what an idle mailbox cost. A file changed on disk gets a new context at the next login.
+ */
+const contexts = new Map<string, { mtimeMs: number; context: SecureContext }>();
+
+function caContext(file: string): SecureContext {
+  const { mtimeMs } = statSync(file);
+  const known = contexts.get(file);
+  if (known && known.mtimeMs === mtimeMs) return known.context;
+  const context = createSecureContext({ ca: [...rootCertificates, readFileSync(file, 'utf8')] });
+  contexts.set(file, { mtimeMs, context });
+  return context;
+}
+
 function tlsOptions(account: AccountSettings): ImapFlowOptions['tls'] {
   if (!account.tlsCaFile) return { rejectUnauthorized: true };
-  return { rejectUnauthorized: true, ca: [...rootCertificates, readFileSync(account.tlsCaFile, 'utf8')] };
+  return { rejectUnauthorized: true, secureContext: caContext(account.tlsCaFile) };
 }
 
 /** Connections this producer holds open per account (the object its runners share), logging in or logged in. */
