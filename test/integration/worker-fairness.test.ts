@@ -3,57 +3,35 @@
 // turns alone decides: the quiet account's emails must reach the sink while most of the backlog
 // is still waiting. Order-based: nothing here reads a clock.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { accountKeys } from '../../src/core/keys.ts';
 import { startDaemon } from '../helpers/cli.ts';
 import { appendEmails } from '../helpers/entries.ts';
 import { eventually, freePort } from '../helpers/ports.ts';
-import { killAllTracked } from '../helpers/processes.ts';
-import { startTestRedis, type TestRedis } from '../helpers/test-redis.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { useWorkerTestbed } from '../helpers/worker-testbed.ts';
 
 const BACKLOG = 3_000;
 const BUSY = 'backfill@example.com';
 const QUIET = 'quiet@example.com';
-let redisServer: TestRedis;
-let redis: Redis;
-let receiver: WebhookReceiver;
-let dir: string;
-
-beforeAll(async () => {
-  redisServer = await startTestRedis();
-  redis = redisServer.client();
-  receiver = await startWebhookReceiver();
-  dir = mkdtempSync(join(tmpdir(), 'ms-worker-fairness-'));
-});
-
-afterAll(async () => {
-  await receiver?.close();
-  redis?.disconnect();
-  await redisServer?.destroy();
-  rmSync(dir, { recursive: true, force: true });
-  expect(await killAllTracked()).toBe(0);
-});
+const bed = useWorkerTestbed('worker-fairness');
 
 it('a few new emails of a quiet account are delivered long before another account\'s backlog is through', async () => {
   const prefix = `t${randomBytes(4).toString('hex')}`;
-  const accountsFile = join(dir, 'accounts.json');
+  const accountsFile = join(bed.dir, 'accounts.json');
   writeFileSync(accountsFile, JSON.stringify({ accounts: [{ user: BUSY }, { user: QUIET }] }));
-  const backlog = await appendEmails(redis, prefix, BUSY, BACKLOG);
+  const backlog = await appendEmails(bed.redis, prefix, BUSY, BACKLOG);
   const worker = startDaemon(['worker'], {
-    ...redisServer.env, MAILSTREAM_PREFIX: prefix, ACCOUNTS_FILE: accountsFile, SINK_URL: receiver.url, HTTP_PORT: String(await freePort()),
+    ...bed.redisServer.env, MAILSTREAM_PREFIX: prefix, ACCOUNTS_FILE: accountsFile, SINK_URL: bed.receiver.url, HTTP_PORT: String(await freePort()),
     WORKER_CONCURRENCY: '1', READ_BATCH_SIZE: '50',
   });
   // The backfill is under way: its first batches are through.
-  await eventually(() => receiver.accepted.length >= 100, { intervalMs: 10, attempts: 6_000, what: 'the backfill under way' });
-  const quiet = await appendEmails(redis, prefix, QUIET, 3, 900_000);
-  await eventually(() => receiver.accepted.length === BACKLOG + 3, { what: 'everything delivered' });
+  await eventually(() => bed.receiver.accepted.length >= 100, { intervalMs: 10, attempts: 6_000, what: 'the backfill under way' });
+  const quiet = await appendEmails(bed.redis, prefix, QUIET, 3, 900_000);
+  await eventually(() => bed.receiver.accepted.length === BACKLOG + 3, { what: 'everything delivered' });
 
-  const order = receiver.accepted;
+  const order = bed.receiver.accepted;
   const lastQuiet = Math.max(...quiet.map((key) => order.indexOf(key)));
   const backlogAfterQuiet = order.slice(lastQuiet + 1).filter((key) => backlog.includes(key)).length;
   // The quiet account waited for a turn or two of the backfill (a batch of 50 each), not for the
@@ -61,7 +39,7 @@ it('a few new emails of a quiet account are delivered long before another accoun
   expect(backlogAfterQuiet).toBeGreaterThan(BACKLOG / 2);
   expect(new Set(order)).toEqual(new Set([...backlog, ...quiet]));
   for (const account of [BUSY, QUIET]) {
-    await eventually(async () => (await redis.xpending(accountKeys(prefix, account).stream, 'workers'))[0] === 0, { what: `nothing pending for ${account}` });
+    await eventually(async () => (await bed.redis.xpending(accountKeys(prefix, account).stream, 'workers'))[0] === 0, { what: `nothing pending for ${account}` });
   }
   expect(await worker.stop()).toBe(0);
 });

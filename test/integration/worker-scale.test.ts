@@ -3,68 +3,47 @@
 // the one blocking read of the signal stream), and delivers every account's mail exactly once,
 // both what was there when it started (the first sweep) and what came after (the signals).
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { accountKeys } from '../../src/core/keys.ts';
 import { startDaemon, type Daemon } from '../helpers/cli.ts';
 import { appendEmails } from '../helpers/entries.ts';
 import { eventually, freePort } from '../helpers/ports.ts';
-import { killAllTracked } from '../helpers/processes.ts';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { startRedisServer } from '../helpers/redis-server.ts';
+import { useWorkerTestbed } from '../helpers/worker-testbed.ts';
 
-let redisServer: RedisServer;
-let redis: Redis;
-let receiver: WebhookReceiver;
-let dir: string;
-
-beforeAll(async () => {
-  redisServer = await startRedisServer();
-  redis = redisServer.client();
-  receiver = await startWebhookReceiver();
-  dir = mkdtempSync(join(tmpdir(), 'ms-worker-scale-'));
-});
-
-afterAll(async () => {
-  await receiver?.close();
-  redis?.disconnect();
-  await redisServer?.destroy();
-  rmSync(dir, { recursive: true, force: true });
-  expect(await killAllTracked()).toBe(0);
-});
+const bed = useWorkerTestbed('worker-scale', startRedisServer);
 
 /** The worker's connections, by the names it gives them (every worker here runs alone). */
 async function workerConnections(): Promise<string[]> {
-  const list = String(await redis.client('LIST'));
+  const list = String(await bed.redis.client('LIST'));
   return list.split('\n').map((line) => /(?:^| )name=(\S*)/.exec(line)?.[1] ?? '').filter((name) => name.startsWith('mailstream:worker')).sort();
 }
 
 /** Runs one worker over `accounts`, EMAILS_EACH emails each, half before it starts and half after; returns its connections. */
 async function runWorker(accounts: string[], emailsEach: number): Promise<string[]> {
   const prefix = `t${randomBytes(4).toString('hex')}`;
-  const accountsFile = join(dir, `${prefix}.json`);
+  const accountsFile = join(bed.dir, `${prefix}.json`);
   writeFileSync(accountsFile, JSON.stringify({ accounts: accounts.map((user) => ({ user })) }));
   const before = emailsEach / 2;
   const expected: string[] = [];
   // Keys unique over every account and run: receiver.accepted tells deliveries apart by key.
-  const base = (i: number) => receiver.accepted.length + 1_000_000 + i * 100;
+  const base = (i: number) => bed.receiver.accepted.length + 1_000_000 + i * 100;
   const offsets = accounts.map((_, i) => base(i));
-  for (const [i, account] of accounts.entries()) expected.push(...await appendEmails(redis, prefix, account, before, offsets[i]));
-  const startedWith = receiver.accepted.length;
+  for (const [i, account] of accounts.entries()) expected.push(...await appendEmails(bed.redis, prefix, account, before, offsets[i]));
+  const startedWith = bed.receiver.accepted.length;
   const worker: Daemon = startDaemon(['worker'], {
-    REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: prefix, ACCOUNTS_FILE: accountsFile, SINK_URL: receiver.url, HTTP_PORT: String(await freePort()),
+    REDIS_URL: bed.redisServer.url, MAILSTREAM_PREFIX: prefix, ACCOUNTS_FILE: accountsFile, SINK_URL: bed.receiver.url, HTTP_PORT: String(await freePort()),
   });
-  await eventually(() => receiver.accepted.length - startedWith >= accounts.length * before, { what: 'the mail there at start delivered' });
-  for (const [i, account] of accounts.entries()) expected.push(...await appendEmails(redis, prefix, account, emailsEach - before, offsets[i]! + before));
-  await eventually(() => receiver.accepted.length - startedWith >= expected.length, { what: 'the mail appended later delivered' });
+  await eventually(() => bed.receiver.accepted.length - startedWith >= accounts.length * before, { what: 'the mail there at start delivered' });
+  for (const [i, account] of accounts.entries()) expected.push(...await appendEmails(bed.redis, prefix, account, emailsEach - before, offsets[i]! + before));
+  await eventually(() => bed.receiver.accepted.length - startedWith >= expected.length, { what: 'the mail appended later delivered' });
   for (const account of accounts) {
-    await eventually(async () => (await redis.xpending(accountKeys(prefix, account).stream, 'workers'))[0] === 0, { what: `nothing pending for ${account}` });
+    await eventually(async () => (await bed.redis.xpending(accountKeys(prefix, account).stream, 'workers'))[0] === 0, { what: `nothing pending for ${account}` });
   }
   const connections = await workerConnections();
-  const delivered = receiver.accepted.slice(startedWith);
+  const delivered = bed.receiver.accepted.slice(startedWith);
   // Exactly once: every key, none twice.
   expect(delivered).toHaveLength(expected.length);
   expect(new Set(delivered)).toEqual(new Set(expected));
