@@ -8,40 +8,24 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { ImapFlow } from 'imapflow';
-import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
-import { startTestRedis, type TestRedis } from '../helpers/test-redis.ts';
+import { startTestRedis } from '../helpers/test-redis.ts';
 import { generateCorpus } from '../helpers/corpus.ts';
 import { startDaemon, type Daemon } from '../helpers/cli.ts';
 import { eventually } from '../helpers/ports.ts';
-import { killAllTracked } from '../helpers/processes.ts';
 import { producerEnv } from '../helpers/producer-env.ts';
+import { useProducerTestbed } from '../helpers/producer-testbed.ts';
 import { accountKeys } from '../../src/core/keys.ts';
 import type { StreamPayload } from '../../src/core/entry.ts';
 
 const USER = 'user@example.com';
 const TOTAL = 200;
-let dovecot: Dovecot;
-let redisServer: TestRedis;
-let redis: Redis;
-
-beforeAll(async () => {
-  [dovecot, redisServer] = await Promise.all([startDovecot(), startTestRedis({ aof: true })]);
-  redis = redisServer.client();
-});
-
-afterAll(async () => {
-  redis?.disconnect();
-  await dovecot?.destroy();
-  await redisServer?.destroy();
-  expect(await killAllTracked()).toBe(0);
-});
+const bed = useProducerTestbed({ startRedis: () => startTestRedis({ aof: true }) });
 
 /** Every entry of the stream: its key field, its type field and the JSON. */
 async function streamEntries(stream: string): Promise<Array<{ key: string; type: string; payload: StreamPayload }>> {
-  return (await redis.xrange(stream, '-', '+')).map(([, f]) => {
+  return (await bed.redis.xrange(stream, '-', '+')).map(([, f]) => {
     const fields: Record<string, string> = {};
     for (let i = 0; i + 1 < f.length; i += 2) fields[f[i]!] = f[i + 1]!;
     return { key: fields.key!, type: fields.type!, payload: JSON.parse(fields.email!) as StreamPayload };
@@ -51,8 +35,8 @@ async function streamEntries(stream: string): Promise<Array<{ key: string; type:
 /** A mail client of the same user: logs in with the password and changes the mailbox. */
 async function mailClient(): Promise<ImapFlow> {
   const client = new ImapFlow({
-    host: '127.0.0.1', port: dovecot.port, secure: false, auth: { user: USER, pass: dovecot.users[0]!.password }, logger: false,
-    tls: { ca: readFileSync(dovecot.caFile), servername: 'localhost' }, // STARTTLS on the plain port
+    host: '127.0.0.1', port: bed.dovecot.port, secure: false, auth: { user: USER, pass: bed.dovecot.users[0]!.password }, logger: false,
+    tls: { ca: readFileSync(bed.dovecot.caFile), servername: 'localhost' }, // STARTTLS on the plain port
   });
   client.on('error', () => undefined);
   await client.connect();
@@ -65,20 +49,20 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
 describe('TRACK_CHANGES against CONDSTORE/QRESYNC', () => {
   it('one event per change, across two kills of the producer', async () => {
     const corpus = generateCorpus(TOTAL, { seed: 131, tag: 'changes' });
-    dovecot.seed(USER, 'INBOX', corpus.map((m) => m.raw));
-    dovecot.seed(USER, 'Archive', []); // created and owned by the mail processes' user, so a move can write into it
+    bed.dovecot.seed(USER, 'INBOX', corpus.map((m) => m.raw));
+    bed.dovecot.seed(USER, 'Archive', []); // created and owned by the mail processes' user, so a move can write into it
     const out = join(mkdtempSync(join(tmpdir(), 'ms-changes-')), 'out.jsonl');
     const env = producerEnv({
-      redisUrl: redisServer.url, dovecot, mailboxes: ['INBOX', 'Archive'],
+      redisUrl: bed.redisServer.url, dovecot: bed.dovecot, mailboxes: ['INBOX', 'Archive'],
       extra: { START_FROM: 'all', TRACK_CHANGES: 'flags,deletes', POLL_INTERVAL_MS: '1000', FETCH_BATCH_SIZE: '50' },
     });
     const keys = accountKeys(env.MAILSTREAM_PREFIX!, USER);
     const worker = startDaemon(['worker'], {
-      REDIS_URL: redisServer.url, MAILSTREAM_PREFIX: env.MAILSTREAM_PREFIX, IMAP_USER: USER, SINK_URL: `file://${out}`,
+      REDIS_URL: bed.redisServer.url, MAILSTREAM_PREFIX: env.MAILSTREAM_PREFIX, IMAP_USER: USER, SINK_URL: `file://${out}`,
       HTTP_PORT: '0', READ_BLOCK_MS: '200', RETRY_BASE_MS: '200',
     });
     let producer: Daemon = startDaemon(['producer'], env);
-    await eventually(async () => Number(await redis.hget(keys.mailbox('INBOX'), 'lastUid')) === TOTAL, { what: 'the whole INBOX' });
+    await eventually(async () => Number(await bed.redis.hget(keys.mailbox('INBOX'), 'lastUid')) === TOTAL, { what: 'the whole INBOX' });
     const messageKeys = new Map((await streamEntries(keys.stream)).map((e) => [(e.payload as { uid: number }).uid, e.key]));
     expect(messageKeys.size).toBe(TOTAL);
 
@@ -89,7 +73,7 @@ describe('TRACK_CHANGES against CONDSTORE/QRESYNC', () => {
     expect(await client.messageMove(range(51, 60).join(','), 'Archive', { uid: true })).toBeTruthy();
     await client.messageDelete(range(71, 85).join(','), { uid: true });
     // ... the producer is killed once some of it is in the stream ...
-    await eventually(async () => (await redis.xlen(keys.stream)) > TOTAL, { what: 'the first changes appended', intervalMs: 10 });
+    await eventually(async () => (await bed.redis.xlen(keys.stream)) > TOTAL, { what: 'the first changes appended', intervalMs: 10 });
     expect(await producer.stop('SIGKILL')).toBe('SIGKILL');
     // ... the other half while it is down ...
     await flag(range(26, 50));
@@ -102,7 +86,7 @@ describe('TRACK_CHANGES against CONDSTORE/QRESYNC', () => {
     // ... and the third start finishes the job.
     producer = startDaemon(['producer'], env);
     const expected = TOTAL + 50 + 20 * 2 + 30;
-    await eventually(async () => (await redis.xlen(keys.stream)) >= expected, { what: 'every change in the stream' });
+    await eventually(async () => (await bed.redis.xlen(keys.stream)) >= expected, { what: 'every change in the stream' });
 
     const entries = await streamEntries(keys.stream);
     const events = entries.filter((e) => e.type !== 'message.new');
