@@ -17,6 +17,12 @@ export interface BreakerOptions {
   timeoutMs?: number | false;
   /** Errors that say nothing about the dependency's health (e.g. a permanent 4xx) do not count. */
   isNeutral?: (err: unknown) => boolean;
+  /**
+   * Open after this many failures in a row, however long they took: on a busy host slow calls may
+   * never fit `volumeThreshold` of them in the rolling window, and the breaker would stay closed
+   * through an outage. @default none (the window alone decides)
+   */
+  openAfterFailuresInARow?: number;
 }
 
 export const BREAKER_STATE = { closed: 0, halfOpen: 1, open: 2 } as const;
@@ -73,6 +79,15 @@ export function createBreaker<A extends unknown[], R>(
     deps.logger?.warn(labels, 'circuit breaker opened');
   });
   breaker.on('halfOpen', () => gauge?.set(labels, BREAKER_STATE.halfOpen));
+  const inARow = options.openAfterFailuresInARow;
+  if (inARow) {
+    let failures = 0;
+    breaker.on('success', () => { failures = 0; });
+    breaker.on('failure', () => {
+      failures += 1;
+      if (failures >= inARow && breaker.closed) breaker.open();
+    });
+  }
   breaker.on('close', () => {
     gauge?.set(labels, BREAKER_STATE.closed);
     deps.logger?.info(labels, 'circuit breaker closed');

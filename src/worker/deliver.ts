@@ -28,8 +28,11 @@ export class SinkDownError extends Error {
   }
 }
 
-/** Tries of a batch that found the sink down, uncharged, before the breaker must have opened. */
-const HOLD_WHILE_CLOSED = 10;
+/**
+ * Tries of a batch that found the sink down, uncharged, before the breaker must have opened (the
+ * sink's breaker opens after as many failures in a row: worker.ts).
+ */
+export const HOLD_WHILE_CLOSED = 10;
 
 function sinkDown(outcome: Outcome): boolean {
   return outcome.status === 'retry' && ERROR_KINDS[outcome.kind ?? 'sink-failed'].waitOut;
@@ -79,8 +82,6 @@ export class Deliverer {
   readonly inHand = new InHand();
   /** Emails inside sink calls right now. */
   private delivering = 0;
-  /** Sink calls in a row, over every account, that found the sink down. */
-  private callsFindingSinkDown = 0;
   private readonly series;
 
   constructor(options: DelivererOptions) {
@@ -199,17 +200,6 @@ export class Deliverer {
     return true;
   }
 
-  /**
-   * HOLD_WHILE_CLOSED calls in a row found the sink down: that is an outage, so the breaker opens
-   * now rather than when its rolling window (10 s) holds ten calls. Calls slowed down by a busy
-   * host may never fit ten in the window; the held emails would then be charged and the next
-   * batches read, only to wait in this process.
-   */
-  private sinkFoundDown(): void {
-    this.callsFindingSinkDown += 1;
-    if (this.callsFindingSinkDown >= HOLD_WHILE_CLOSED && this.o.breaker.closed) this.o.breaker.open();
-  }
-
   /** The dedupe check, made again if a settle was refused meanwhile (its markers may be missing). */
   private async deliveredKeys(ops: StreamOps, entries: readonly StreamEntry[]): Promise<Set<string>> {
     const { settler } = this.o;
@@ -275,13 +265,11 @@ export class Deliverer {
       metrics.inFlight.set(this.delivering);
       try {
         answers = await breaker.fire(batch, giveUp);
-        this.callsFindingSinkDown = 0;
       } catch (err) {
         if ((err as { code?: unknown }).code === 'EOPENBREAKER') { await sleep(this.o.breakerPollMs, stopping); continue; }
         if (giveUp.aborted) break;
         answers = err instanceof SinkDownError ? err.outcomes : batch.map(() => thrownOutcome(err));
         sinkWide = answers.some(sinkDown);
-        if (sinkWide) this.sinkFoundDown();
       } finally {
         stopTimer();
         this.delivering -= batch.length;

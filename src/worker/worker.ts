@@ -12,7 +12,7 @@ import { accountKeys, globalKeys } from '../core/keys.ts';
 import { closeRedis, createRedis } from '../core/redis.ts';
 import type { StreamStats } from '../core/stream-stats.ts';
 import { AccountTurn } from './account-turn.ts';
-import { breakerAction, Deliverer, type SinkBreaker } from './deliver.ts';
+import { breakerAction, Deliverer, HOLD_WHILE_CLOSED, type SinkBreaker } from './deliver.ts';
 import { startKeepAlive } from './keep-alive.ts';
 import { DEAD_LETTER_REASONS } from './retry-policy.ts';
 import { Settler } from './settler.ts';
@@ -42,7 +42,7 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
   // uncharged). Ten calls in the window before it judges, so a few retries of failing emails in a
   // batch of their own do not read as an outage. Shared by every account: it is one sink.
   const breaker: SinkBreaker = createBreaker('sink', breakerAction(sink),
-    { metrics, logger, account: '*' }, { isNeutral: isPermanent, resetTimeoutMs, volumeThreshold: 10 });
+    { metrics, logger, account: '*' }, { isNeutral: isPermanent, resetTimeoutMs, volumeThreshold: 10, openAfterFailuresInARow: HOLD_WHILE_CLOSED });
   const breakerPollMs = Math.min(250, resetTimeoutMs);
 
   for (const reason of DEAD_LETTER_REASONS) metrics.emailsDeadLettered.inc({ reason }, 0);

@@ -1,6 +1,6 @@
-// Breakers share one timer: a producer holds two per account, and opossum's own two intervals per
-// breaker made thousands of timer callbacks a second at 1,000 accounts. The rolling window still
-// turns: failures older than the window stop counting.
+// Circuit breakers. They share one timer (a producer holds two per account, and opossum's own two
+// intervals per breaker made thousands of timer callbacks a second at 1,000 accounts), the rolling
+// window still turns, and failures in a row open one whatever the window holds.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createBreaker } from '../../src/core/breaker.ts';
 
@@ -29,5 +29,17 @@ describe('circuit breakers', () => {
     await vi.advanceTimersByTimeAsync(11_000);
     expect(failing.stats.failures).toBe(0);
     failing.shutdown();
+  });
+
+  it('opens after failures in a row, however few fit in the window; a success in between starts the count over', async () => {
+    const answers: boolean[] = [];
+    const breaker = createBreaker('sink', async () => { if (!answers.shift()) throw new Error('down'); }, { account: '*' }, { volumeThreshold: 100, openAfterFailuresInARow: 3 });
+    answers.push(false, false, true, false, false);
+    for (let i = 0; i < 5; i++) await breaker.fire().catch(() => undefined);
+    expect(breaker.closed).toBe(true);
+    answers.push(false);
+    await breaker.fire().catch(() => undefined);
+    expect(breaker.opened).toBe(true);
+    breaker.shutdown();
   });
 });
