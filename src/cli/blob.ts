@@ -1,5 +1,5 @@
-// `mailstream blob get|stat|gc`: the blob store BLOB_STORE_URL names (raw messages, attachments,
-// long bodies the entries point at with `sha256:<hex>` refs).
+// `mailstream blob get|stat|check|gc|import`: the blob store BLOB_STORE_URL names (raw messages,
+// attachments, long bodies the entries point at with `sha256:<hex>` refs).
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -105,7 +105,7 @@ export function registerBlob(program: Command): void {
       }
     }));
 
-  blob.command('gc').description('file store: remove blobs older than --older-than that no stream or DLQ entry refers to')
+  blob.command('gc').description('file store: remove blobs older than --older-than that no stream or DLQ entry refers to, then compact its pack files')
     .requiredOption('--older-than <age>', 'minimum age since the blob was last written, e.g. 30d, 12h (at least 1h)')
     .option('--dry-run', 'report what would be removed, remove nothing')
     .option('--json', 'print the report as JSON')
@@ -128,9 +128,32 @@ export function registerBlob(program: Command): void {
         process.stdout.write(`${report.store}: ${report.objects} objects, ${report.old} not written for ${report.olderThan} (before ${report.cutoff})\n`
           + `  ${report.keptReferenced} of those kept: still referenced by the ${report.entriesScanned} stream and DLQ entries of ${report.accounts.length} account(s)\n`
           + (report.keptRefreshed ? `  ${report.keptRefreshed} kept: written again while gc ran\n` : '')
-          + `  ${verb} ${report.removed} (${mib(report.removedBytes)}), and ${report.temporaryRemoved} temporary file(s) left by interrupted writes\n`);
+          + `  ${verb} ${report.removed} (${mib(report.removedBytes)}), and ${report.packsCompacted} pack file(s) ${report.dryRun ? `would be compacted (${mib(report.packBytesFreed)} to free)` : `compacted (${mib(report.packBytesFreed)} freed)`}\n`);
       } finally {
         await closeRedis(redis);
+        await store.close();
+      }
+    }));
+
+  blob.command('import <dir>').description('put loose blob files (<dir>/sha256/<2>/<2>/<hex>: a backup\'s blobs folder) into the store, checking each against its name')
+    .option('--dry-run', 'report what would be imported, put nothing')
+    .option('--json', 'print the report as JSON')
+    .action(action(async (dir: string, opts: { dryRun?: boolean; json?: boolean }, command: Command) => {
+      const { config } = commandContext(command, 'admin');
+      const store = await openStore(config);
+      const { importBlobs } = await import('../ops/blob-import.ts');
+      try {
+        const report = await importBlobs(store, dir, { dryRun: opts.dryRun ?? false });
+        if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else {
+          process.stdout.write(`${report.store}: ${report.files} blob file(s) in ${report.from}\n`
+            + `  ${report.dryRun ? 'would import' : 'imported'} ${report.imported} (${mib(report.importedBytes)}), ${report.alreadyThere} already there, ${report.damaged.length} damaged`
+            + `${report.ignored ? `, ${report.ignored} other file(s) ignored` : ''}\n`);
+          for (const damaged of report.damaged.slice(0, 50)) process.stdout.write(`  damaged ${damaged.path}: its content hashes to ${damaged.actual}\n`);
+          if (report.damaged.length > 50) process.stdout.write(`  ... and ${report.damaged.length - 50} more (--json lists all)\n`);
+        }
+        if (report.damaged.length > 0) process.exitCode = 1;
+      } finally {
         await store.close();
       }
     }));
