@@ -1,15 +1,19 @@
-// The file store's part of `mailstream backup`: every blob copied into <out>/blobs with the store's
-// own layout. Blobs never change (their name is their content's hash), so a copy that is there
-// already is skipped and each backup only adds what is new; a restore copies the folder back.
+// The file store's part of `mailstream backup`: every blob copied into <out>/blobs as loose files,
+// `sha256/<2 hex>/<2 hex>/<hex>` (the layout S3 uses too), whatever the store keeps on its own disk
+// (pack files): a backup is then readable with nothing but a shell, and `mailstream blob import`
+// puts it back into any store (blob-import.ts). Blobs never change (their name is their content's
+// hash), so a copy that is there already is skipped and each backup only adds what is new.
 // The copy runs after the logical export, so every blob the exported entries refer to was in the
 // store before it started.
-import { copyFile, mkdir, rename, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
 import { dirname, join } from 'node:path';
 import { objectPath } from '../core/blobs/blob-ref.ts';
 import type { BlobStore } from '../core/blobs/blob-store.ts';
 import { FileBlobStore } from '../core/blobs/file-store.ts';
-import { MailstreamError } from '../core/errors.ts';
+import { BlobNotFoundError, MailstreamError } from '../core/errors.ts';
 
 export type BlobBackup =
   | { copied: true; dir: string; objects: number; newObjects: number; newBytes: number }
@@ -33,21 +37,34 @@ export async function backupBlobs(store: BlobStore | null, outDir: string): Prom
         await mkdir(dirname(target), { recursive: true, mode: 0o700 });
         made.add(dirname(target));
       }
-      // Through a temporary name: an interrupted backup never leaves a partial blob under a real name.
-      const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
-      try {
-        await copyFile(store.pathOf(blob.ref), tmp);
-      } catch (err) {
-        // A blob collected by `blob gc` since it was listed is no loss.
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !await stat(store.pathOf(blob.ref)).catch(() => null)) continue;
-        throw err;
+      if (await copyBlob(store, blob.ref, target)) {
+        report.newObjects += 1;
+        report.newBytes += blob.size;
       }
-      await rename(tmp, target);
-      report.newObjects += 1;
-      report.newBytes += blob.size;
     }
   } catch (err) {
     throw new MailstreamError('ERR_BACKUP_WRITE', `cannot copy the blob store into ${dir}: ${(err as Error).message}`, { cause: err });
   }
   return report;
+}
+
+/** false when the blob left the store since it was listed (`blob gc`): no loss. */
+async function copyBlob(store: BlobStore, ref: string, target: string): Promise<boolean> {
+  let source;
+  try {
+    source = await store.open(ref);
+  } catch (err) {
+    if (err instanceof BlobNotFoundError) return false;
+    throw err;
+  }
+  // Through a temporary name: an interrupted backup never leaves a partial blob under a real name.
+  const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await pipeline(source, createWriteStream(tmp, { mode: 0o600 }));
+    await rename(tmp, target);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return true;
 }

@@ -1,7 +1,8 @@
 // The file blob store in backups: `mailstream backup` copies the blobs beside the logical export,
-// only what is new each time; `mailstream blob check` finds a ref whose blob is missing, and a
-// copy back from the backup repairs it, as runbooks/blob-store.md says.
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+// only what is new each time, as loose files (sha256/<2>/<2>/<hex>) whatever the store keeps on
+// disk; `mailstream blob check` finds a ref whose blob is missing, and `mailstream blob import` of
+// the backup repairs it, as runbooks/blob-store.md says.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -37,16 +38,18 @@ function tempDir(name: string): string {
 }
 
 describe('backup and check of the file blob store', () => {
-  it('backs the blobs up incrementally; blob check finds a missing one; copying the backup back repairs it', async () => {
+  it('backs the blobs up incrementally; blob check finds a missing one; importing the backup repairs it', async () => {
     const prefix = uniquePrefix('bb');
     const storeDir = tempDir('bb-store');
     const store = new FileBlobStore({ dir: storeDir });
     const keys = accountKeys(prefix, ACCOUNT);
     const refs: string[] = [];
+    const contents = new Map<string, string>();
     for (let n = 1; n <= 5; n++) {
       const raw = await store.put(Buffer.from(`raw source of message ${n}`));
       const attachment = await store.put(Buffer.from(`attachment of message ${n}`));
       refs.push(raw.ref, attachment.ref);
+      contents.set(raw.ref, `raw source of message ${n}`).set(attachment.ref, `attachment of message ${n}`);
       const email = { ...sampleEmail(ACCOUNT, n), raw: { ref: raw.ref, size: raw.size, sha256: raw.sha256 }, attachments: [{ filename: 'a.bin', contentType: 'application/octet-stream', size: attachment.size, sha256: attachment.sha256, contentId: null, disposition: 'attachment', ref: attachment.ref }] };
       await redis.xadd(n === 5 ? keys.dlq : keys.stream, '*', 'key', email.key, 'email', JSON.stringify(email));
     }
@@ -57,7 +60,7 @@ describe('backup and check of the file blob store', () => {
     const first = await runCli(['backup', '--out', out, '--logical-only'], env);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/blobs: .*\/blobs\n {2}10 in the store, 10 new copied/);
-    for (const ref of refs) expect(existsSync(join(out, 'blobs', objectPath(ref))), ref).toBe(true);
+    for (const ref of refs) expect(readFileSync(join(out, 'blobs', objectPath(ref)), 'utf8'), ref).toBe(contents.get(ref));
     await store.put(Buffer.from('one more'));
     const second = await runCli(['backup', '--out', out, '--logical-only', '--json'], env);
     expect(second.code, second.stderr).toBe(0);
@@ -75,10 +78,13 @@ describe('backup and check of the file blob store', () => {
     expect(broken.code).toBe(1);
     expect(JSON.parse(broken.stdout)).toMatchObject({ referenced: 10, missing: [refs[9]] });
 
-    // The runbook's repair: copy the backup's blobs back without overwriting.
-    cpSync(join(out, 'blobs'), storeDir, { recursive: true, force: false });
+    // The runbook's repair: import the backup's blobs; only the missing one is put.
+    const imported = await runCli(['blob', 'import', join(out, 'blobs'), '--json'], env);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(JSON.parse(imported.stdout)).toMatchObject({ files: 11, imported: 1, alreadyThere: 10, damaged: [] });
     const repaired = await runCli(['blob', 'check'], env);
     expect(repaired.code, repaired.stdout).toBe(0);
     expect(readdirSync(out).filter((f) => f.endsWith('.jsonl.gz'))).toHaveLength(3);
+    await store.close();
   });
 });
