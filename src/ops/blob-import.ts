@@ -62,6 +62,8 @@ export async function importBlobs(store: BlobStore, from: string, options: { dry
     for await (const file of files) {
       report.files += 1;
       const size = (await stat(file.path)).size;
+      // Asked first rather than left to the put's `created`: S3 sends small content without
+      // asking whether it is there, and a re-run of an interrupted import should send nothing twice.
       const there = await store.stat(file.ref);
       if (there && there.size === size) { report.alreadyThere += 1; continue; }
       const result = options.dryRun
