@@ -1,10 +1,11 @@
 // `mailstream blob gc`: removes file-store blobs that are older than --older-than and that no entry
 // of any stream or dead-letter queue refers to. Old means not written, and not put again, for that
-// long: a put of content already stored refreshes its time, and each removal re-checks that time
-// after moving the file aside (FileBlobStore.deleteIfOlderThan), so a blob that a producer is about
-// to refer to again is never collected. The list of candidates is taken before the refs are read:
-// an entry appended meanwhile refers either to a blob too young to be a candidate or to one its
-// put refreshed. S3 has lifecycle rules for this instead (runbooks/blob-store.md).
+// long: a put of content already stored refreshes its time, and each removal checks that time in
+// the same statement (FileBlobStore.deleteIfOlderThan), so a blob that a producer is about to refer
+// to again is never collected. The list of candidates is taken before the refs are read: an entry
+// appended meanwhile refers either to a blob too young to be a candidate or to one its put
+// refreshed. Removing a blob drops its index row; the space comes back when gc, last, compacts the
+// packs that are mostly garbage. S3 has lifecycle rules for this instead (runbooks/blob-store.md).
 import type { FileBlobStore } from '../core/blobs/file-store.ts';
 import { UsageError } from '../core/errors.ts';
 import type { RedisClient } from '../core/redis.ts';
@@ -38,8 +39,10 @@ export interface GcReport {
   removedBytes: number;
   /** Old objects a put refreshed while gc ran. */
   keptRefreshed: number;
-  /** Temporary files a crash left behind, removed. */
-  temporaryRemoved: number;
+  /** Packs rewritten or removed because most of them was garbage (removed objects, crash leftovers). */
+  packsCompacted: number;
+  /** Disk space those packs gave back. */
+  packBytesFreed: number;
   accounts: string[];
   entriesScanned: number;
 }
@@ -59,7 +62,7 @@ export async function collectGarbage(options: {
   const referenced = await referencedBlobs(options.redis, options.prefix);
   const report: GcReport = {
     store: store.location, olderThan: options.olderThan, cutoff: cutoff.toISOString(), dryRun, objects, old: candidates.length,
-    keptReferenced: 0, removed: 0, removedBytes: 0, keptRefreshed: 0, temporaryRemoved: 0,
+    keptReferenced: 0, removed: 0, removedBytes: 0, keptRefreshed: 0, packsCompacted: 0, packBytesFreed: 0,
     accounts: referenced.accounts, entriesScanned: referenced.entries,
   };
   for (const blob of candidates) {
@@ -71,6 +74,9 @@ export async function collectGarbage(options: {
       report.keptRefreshed += 1;
     }
   }
-  report.temporaryRemoved = await store.sweepTemporary(cutoff, dryRun);
+  // A pack not written since the cutoff is no writer's current one (writers move on every 10 min).
+  const compacted = await store.compact(cutoff, dryRun);
+  report.packsCompacted = compacted.packs;
+  report.packBytesFreed = compacted.bytesFreed;
   return report;
 }

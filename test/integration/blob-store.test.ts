@@ -2,15 +2,15 @@
 // server on loopback (s3rver). Content-addressed: the same bytes are stored once under
 // sha256:<hex>; streamed content is hashed on the way; a store that does not answer fails typed.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { objectPath } from '../../src/core/blobs/blob-ref.ts';
 import type { BlobStore } from '../../src/core/blobs/blob-store.ts';
-import { FileBlobStore, TMP_DIR, TMP_PREFIX } from '../../src/core/blobs/file-store.ts';
+import { FileBlobStore, INDEX_FILE, PACK_DIR, packBytes, RECORD_HEADER_BYTES } from '../../src/core/blobs/file-store.ts';
 import { S3BlobStore } from '../../src/core/blobs/s3-store.ts';
 import { BlobNotFoundError, BlobStoreUnavailableError } from '../../src/core/errors.ts';
 import { S3_CREDENTIALS, startS3Server, type S3Server } from '../helpers/s3-server.ts';
@@ -159,39 +159,120 @@ describe('s3 store specifics', () => {
 });
 
 describe('file store specifics', () => {
-  it('a put of content already there refreshes its time; deleteIfOlderThan keeps what was refreshed', async () => {
+  /** The store's index, as another process sees it (the on-disk format). */
+  function index(store: FileBlobStore): DatabaseSync {
+    const db = new DatabaseSync(join(store.location, INDEX_FILE));
+    db.exec('PRAGMA busy_timeout = 5000');
+    return db;
+  }
+
+  /** Makes every object look last put at `when`, and every pack last written then. */
+  function age(store: FileBlobStore, when: Date): void {
+    const db = index(store);
+    db.prepare('UPDATE objects SET put_at = ?').run(when.getTime());
+    db.close();
+    for (const name of readdirSync(join(store.location, PACK_DIR))) utimesSync(join(store.location, PACK_DIR, name), when, when);
+  }
+
+  /** Another store on the same directory (another process, in production). */
+  function sameDir(store: FileBlobStore): FileBlobStore {
+    const other = new FileBlobStore({ dir: store.location });
+    stores.push(other);
+    return other;
+  }
+
+  const packs = (store: FileBlobStore) => readdirSync(join(store.location, PACK_DIR)).filter((n) => n.endsWith('.pack')).sort();
+
+  it('objects go to a pack file with an index, not one file each', async () => {
+    const store = fileStore();
+    const contents = Array.from({ length: 50 }, (_, i) => Buffer.from(`mail ${i}`));
+    const puts = await Promise.all(contents.map((c) => store.put(c, { durable: false })));
+    await store.flush(puts.map((p) => p.ref));
+    expect(packs(store)).toHaveLength(1);
+    expect(readdirSync(store.location).sort()).toEqual([INDEX_FILE, `${INDEX_FILE}-shm`, `${INDEX_FILE}-wal`, PACK_DIR].sort());
+    // Each record carries its size and hash: a pack can be read (and an index rebuilt) without the index.
+    const pack = readFileSync(join(store.location, PACK_DIR, packs(store)[0]!));
+    expect(pack.subarray(0, 4).toString('latin1')).toBe('MSB1');
+    expect(pack.subarray(16, RECORD_HEADER_BYTES).toString('hex')).toBe(puts[0]!.sha256);
+    expect(packBytes(store.location)).toBe(contents.reduce((sum, c) => sum + RECORD_HEADER_BYTES + c.length, 0));
+  });
+
+  it('a put of content already there refreshes an old time; deleteIfOlderThan keeps what was refreshed', async () => {
     const store = fileStore();
     const { ref } = await store.put(Buffer.from('old mail'));
     const past = new Date(Date.now() - 40 * 86_400_000);
-    utimesSync(store.pathOf(ref), past, past);
+    age(store, past);
     const cutoff = new Date(Date.now() - 30 * 86_400_000);
-    await store.put(Buffer.from('old mail'));
+    expect((await store.put(Buffer.from('old mail'))).created).toBe(false);
+    expect((await store.stat(ref))!.modifiedAt.getTime()).toBeGreaterThan(cutoff.getTime());
     expect(await store.deleteIfOlderThan(ref, cutoff)).toBe(false);
-    expect(await store.stat(ref)).not.toBeNull();
-    utimesSync(store.pathOf(ref), past, past);
+    age(store, past);
     expect(await store.deleteIfOlderThan(ref, cutoff)).toBe(true);
     expect(await store.stat(ref)).toBeNull();
+    // Gone from the index, its content is written anew by the next put.
+    expect((await store.put(Buffer.from('old mail'))).created).toBe(true);
+    expect(await bytesOf(await store.open(ref))).toEqual(Buffer.from('old mail'));
   });
 
-  it('sweeps temporary files a crash left (in tmp/ and beside the objects), not the ones being written', async () => {
+  it('compaction rewrites a pack that is mostly garbage; readers find the objects kept, a reader already reading reads on', async () => {
     const store = fileStore();
-    const { ref } = await store.put(Buffer.from('makes a directory'));
-    const beside = dirname(store.pathOf(ref));
-    const tmp = join(store.location, TMP_DIR);
-    mkdirSync(tmp, { recursive: true });
+    const keep = randomBytes(2000);
+    const drop = Array.from({ length: 10 }, () => randomBytes(2000));
+    const kept = await store.put(keep);
+    const dropped = await Promise.all(drop.map((d) => store.put(d)));
+    await store.close();
     const past = new Date(Date.now() - 2 * 86_400_000);
-    for (const path of [join(tmp, 'put-left-by-a-crash'), join(beside, `${TMP_PREFIX}left-by-a-crash`)]) {
-      writeFileSync(path, 'partial');
-      utimesSync(path, past, past);
-    }
-    writeFileSync(join(tmp, 'put-under-way'), 'partial');
-    writeFileSync(join(beside, `${TMP_PREFIX}under-way`), 'partial');
     const cutoff = new Date(Date.now() - 86_400_000);
-    expect(await store.sweepTemporary(cutoff, true)).toBe(2);
-    expect(await store.sweepTemporary(cutoff, false)).toBe(2);
-    expect(await readdir(tmp)).toEqual(['put-under-way']);
-    expect((await readdir(beside)).sort()).toEqual([`${TMP_PREFIX}under-way`, ref.slice('sha256:'.length)].sort());
-    expect(await listed(store)).toEqual([ref]);
+    age(store, past);
+    for (const d of dropped) expect(await store.deleteIfOlderThan(d.ref, cutoff)).toBe(true);
+    const before = packs(store);
+    const reading = await store.open(kept.ref);
+
+    const gc = sameDir(store);
+    const dry = await gc.compact(cutoff, true);
+    expect(dry).toEqual({ packs: 1, bytesFreed: drop.length * (RECORD_HEADER_BYTES + 2000) });
+    expect(packs(store)).toEqual(before);
+    expect(await gc.compact(cutoff, false)).toEqual(dry);
+    expect(packs(store)).not.toContain(before[0]);
+    expect(await bytesOf(reading)).toEqual(keep);
+    expect(await bytesOf(await store.open(kept.ref))).toEqual(keep);
+    expect(await listed(store)).toEqual([kept.ref]);
+    expect(packBytes(store.location)).toBe(RECORD_HEADER_BYTES + 2000);
+    // A pack mostly referenced is left alone.
+    age(store, past);
+    expect(await gc.compact(cutoff, false)).toEqual({ packs: 0, bytesFreed: 0 });
+  });
+
+  it('what a crash left (appended, never flushed) is garbage to compaction; a pack written since the cutoff is not touched', async () => {
+    const store = fileStore();
+    const durable = await store.put(Buffer.from('flushed'));
+    // Large enough to reach the file at once (small records wait in memory for their flush).
+    const unflushed = randomBytes(2 * 1024 * 1024);
+    await store.put(unflushed, { durable: false });
+    await store.close();
+    const old = packs(store);
+    age(store, new Date(Date.now() - 2 * 86_400_000));
+    const young = await sameDir(store).put(Buffer.from('young'));
+    const gc = sameDir(store);
+    expect(await gc.stat(`sha256:${sha(unflushed)}`)).toBeNull();
+    expect(await gc.compact(new Date(Date.now() - 86_400_000), false)).toEqual({ packs: 1, bytesFreed: RECORD_HEADER_BYTES + unflushed.length });
+    expect(packs(store).filter((name) => old.includes(name))).toEqual([]);
+    expect(await listed(gc)).toEqual([durable.ref, young.ref].sort());
+    expect(await bytesOf(await gc.open(durable.ref))).toEqual(Buffer.from('flushed'));
+    expect(packBytes(store.location)).toBe(RECORD_HEADER_BYTES * 2 + 'flushed'.length + 'young'.length);
+  });
+
+  it('a batch whose pack was compacted before its flush fails the flush, and is written anew', async () => {
+    const store = fileStore();
+    const content = Buffer.from('appended an hour ago, flushed only now');
+    const { ref } = await store.put(content, { durable: false });
+    age(store, new Date(Date.now() - 2 * 86_400_000));
+    const gc = sameDir(store);
+    expect((await gc.compact(new Date(Date.now() - 86_400_000), false)).packs).toBe(1);
+    await expect(store.flush([ref])).rejects.toBeInstanceOf(BlobStoreUnavailableError);
+    expect((await store.put(content, { durable: false })).created).toBe(true);
+    await store.flush([ref]);
+    expect(await bytesOf(await gc.open(ref))).toEqual(content);
   });
 
   it('flush refuses a ref that was never stored: a barrier never vouches for a missing object', async () => {

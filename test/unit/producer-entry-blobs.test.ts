@@ -2,7 +2,7 @@
 // message, each attachment and long bodies are stored, the entry points at them, and a store
 // that fails makes the message fail instead of yielding an entry without its blobs.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { simpleParser } from 'mailparser';
@@ -25,7 +25,11 @@ function store(): FileBlobStore {
 }
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-const stored = (s: FileBlobStore, ref: string) => readFileSync(s.pathOf(ref));
+async function stored(s: FileBlobStore, ref: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await s.open(ref)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
 
 describe('entry with a blob store', () => {
   it('stores the raw message byte for byte and each attachment decoded, and points at them', async () => {
@@ -37,12 +41,12 @@ describe('entry with a blob store', () => {
     const entry = JSON.parse(prepared.email) as EmailEntry;
     expect(entry.v).toBe(ENTRY_VERSION);
     expect(entry.raw).toEqual({ ref: `sha256:${sha(mail.raw)}`, size: mail.raw.length, sha256: sha(mail.raw) });
-    expect(stored(s, entry.raw!.ref)).toEqual(mail.raw);
+    expect(await stored(s, entry.raw!.ref)).toEqual(mail.raw);
     const expected = (await simpleParser(mail.raw)).attachments;
     expect(entry.attachments.map((a) => a.sha256)).toEqual(expected.map((a) => sha(a.content)));
     for (const [i, a] of entry.attachments.entries()) {
       expect(a.ref).toBe(`sha256:${a.sha256}`);
-      expect(stored(s, a.ref!)).toEqual(expected[i]!.content);
+      expect(await stored(s, a.ref!)).toEqual(expected[i]!.content);
     }
     expect(builder.blobWrites.map((w) => w.kind).sort()).toEqual([...expected.map(() => 'attachment'), 'raw']);
     expect(builder.blobWrites.every((w) => w.result === 'created')).toBe(true);
@@ -56,9 +60,9 @@ describe('entry with a blob store', () => {
     const entry = JSON.parse((await buildEntry(raw, META, OPTIONS, s)).email) as EmailEntry;
     expect(entry.textTruncated).toBe(true);
     expect(Buffer.byteLength(entry.text!)).toBeLessThanOrEqual(4096);
-    expect(stored(s, entry.textRef!).toString('utf8')).toBe(text);
+    expect((await stored(s, entry.textRef!)).toString('utf8')).toBe(text);
     expect(entry.htmlTruncated).toBe(true);
-    expect(stored(s, entry.htmlRef!).toString('utf8')).toBe(html);
+    expect((await stored(s, entry.htmlRef!)).toString('utf8')).toBe(html);
 
     const short = JSON.parse((await buildEntry(makeMail('alternative', 2, mulberry32(3)).raw, META, OPTIONS, s)).email) as EmailEntry;
     expect(short.textTruncated).toBe(false);
@@ -80,7 +84,7 @@ describe('entry with a blob store', () => {
     const mail = makeMail('malformed', 6, mulberry32(2));
     const entry = JSON.parse((await buildEntry(mail.raw, META, OPTIONS, s)).email) as EmailEntry;
     expect(entry.parseError).toBeDefined();
-    expect(stored(s, entry.raw!.ref)).toEqual(mail.raw);
+    expect(await stored(s, entry.raw!.ref)).toEqual(mail.raw);
   });
 
   it('a store that cannot write fails the message (no entry), attachments and all', async () => {

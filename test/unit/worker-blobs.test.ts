@@ -4,7 +4,7 @@
 // passed as the same strings, a missing blob dead-lettered by ref, a store that does not answer
 // holding the whole batch, the webhook's inline content and presigned URLs, and the settings.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -105,7 +105,9 @@ describe('whole bodies (SINK_BODIES=whole)', () => {
     const dir = tempDir();
     const store = new FileBlobStore({ dir, fsync: false });
     const long = await entryOf(store, htmlMail(7, `<p>${'u'.repeat(5000)}</p>`));
-    rmSync(join(dir, 'sha256'), { recursive: true });
+    // Everything under the directory gone (the store opens it afresh, empty).
+    await store.close();
+    for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true });
     const [outcome] = await withBlobs(recordingSink(), store, [wholeBodies(1024 * 1024)], { concurrency: 1 }).deliver([long], live());
     expect(outcome).toMatchObject({ status: 'retry', kind: 'blob-unavailable', reason: expect.stringContaining('holds no objects at all') });
   });
@@ -114,7 +116,11 @@ describe('whole bodies (SINK_BODIES=whole)', () => {
     const store = fileStore();
     const damaged = await entryOf(store, htmlMail(3, `<p>${'y'.repeat(5000)}</p>`));
     const ref = (JSON.parse(damaged.email) as EmailEntry).htmlRef!;
-    writeFileSync(store.pathOf(ref), 'something else');
+    // The object's bytes overwritten where they lie in their pack.
+    const at = store.locate(ref)!;
+    const fd = openSync(at.path, 'r+');
+    writeSync(fd, Buffer.alloc(at.size, 'x'), 0, at.size, at.start);
+    closeSync(fd);
     const outcomes = await withBlobs(recordingSink(), store, [wholeBodies(1024 * 1024)], { concurrency: 1 }).deliver([damaged], live());
     expect(outcomes).toEqual([{ status: 'permanent', reason: expect.stringMatching(/does not hash to its ref/) }]);
   });
@@ -153,7 +159,7 @@ describe('whole bodies (SINK_BODIES=whole)', () => {
     rmSync(broken, { recursive: true });
     writeFileSync(broken, 'not a directory');
     // Asked without a failed read before, the store is asked itself.
-    await expect(withBlobs(recordingSink(), down, [], { concurrency: 1 }).check()).rejects.toThrow(`blob store ${broken}: ENOTDIR`);
+    await expect(withBlobs(recordingSink(), down, [], { concurrency: 1 }).check()).rejects.toThrow(`blob store ${broken}: read failed: ENOTDIR`);
     await expect(withBlobs(recordingSink(), store, [], { concurrency: 1 }).check()).resolves.toBeUndefined();
   });
 

@@ -1,412 +1,650 @@
-// The file store: one file per object under a directory, at the object's content address. A put
-// writes a temporary file (beside the object's path when its hash is known), syncs its data, and
-// only then renames it into place, so an object is either whole or absent; a crash leaves at most a
-// temporary file (swept by `blob gc`). The rename is durable once its directory is synced. A
-// durable put does all of that before it resolves. A put with `durable: false` resolves once the
-// content is written and goes on syncing and renaming in the background; `flush` waits for those
-// and syncs each directory involved once, so a batch's objects become durable together and the
-// writer never waits on the disk one object at a time. Putting content that is there already only
-// refreshes the file's time: `blob gc` goes by that time, so a blob that a new entry refers to again
-// is never collected from under it.
-// Everything but the syncs is a synchronous call on the writing thread (the producer's parse
-// threads): looking, making directories, opening, writing into the page cache and renaming do not
-// wait on the disk, and a round trip through the thread pool costs more CPU than each of them. Only
-// fdatasync and a directory's fsync go through the pool, where they overlap with the parsing.
+// The file store: objects appended to pack files under a directory, found through an index. A file
+// per object cost more than parsing the email it came from (ext4 allocates an inode, and often a
+// directory, per object; each needs a sync of its own), so a writer appends each object to its
+// current pack (`packs/<writer>-<n>.pack`) and records where it went in `index.sqlite` (node:sqlite,
+// WAL): the object's sha256, its pack, offset, size and the time it was last put.
+//
+// Durability is per batch: a put with `durable: false` only appends; `flush(refs)` syncs the packs
+// involved, then commits their index rows in one transaction (SQLite syncs its log). An object is
+// visible to readers only once its row is committed, and a row is committed only after its bytes
+// are on disk, so no reader (and no entry appended after the flush) finds a row without its data.
+// A crash leaves appended bytes no row points at; `compact` (run by `blob gc`) reclaims them.
+//
+// Putting content that is there already adds no bytes; it refreshes the row's time when that time
+// is older than REFRESH_AFTER_MS: `blob gc` goes by it, so content a new entry refers to again is
+// never collected from under it (gc's minimum age is far above REFRESH_AFTER_MS).
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, fdatasync, fsync, mkdirSync, openSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
-import { readdir, rename, rm, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { closeSync, createReadStream, fdatasync, fsync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { BlobNotFoundError, BlobStoreUnavailableError } from '../errors.ts';
-import { objectPath, refOf, refOfPath } from './blob-ref.ts';
+import { refOf, sha256OfRef } from './blob-ref.ts';
 import type { BlobContent, BlobStat, BlobStore, PutOptions, PutResult } from './blob-store.ts';
 
 export interface FileStoreOptions {
   dir: string;
   /**
-   * fsync each object and its directory before a put resolves: without it a power cut may lose
-   * objects whose entries Redis kept. @default true
+   * Sync each batch's packs and index commit before a flush resolves: without it a power cut may
+   * lose objects whose entries Redis kept. @default true
    */
   fsync?: boolean;
 }
 
-/** Temporary files of streamed content (writes under way, or left by a crash) live here. */
-export const TMP_DIR = 'tmp';
-/** Temporary files of content whose hash is known up front sit beside their final path, named so. */
-export const TMP_PREFIX = '.tmp-';
-/**
- * Streamed content up to this size is gathered in memory and stored like content held whole: its
- * temporary file goes in its final directory, and a rename within one directory is far cheaper
- * than one across two (Linux serialises those filesystem-wide). Most mail and attachments fit.
- */
+export const PACK_DIR = 'packs';
+export const INDEX_FILE = 'index.sqlite';
+/** Each record: 'MSB1', 4 reserved bytes, the content's size (u64 LE), its sha256, then the content. */
+export const RECORD_HEADER_BYTES = 48;
+const MAGIC = 0x3142534d; // 'MSB1' little-endian
+/** A writer starts a new pack past this size... */
+const PACK_MAX_BYTES = 256 * 1024 * 1024;
+/** ...or this age, so a pack not written for an hour (gc's minimum age) is no writer's current one. */
+const PACK_MAX_AGE_MS = 10 * 60_000;
+/** Content streamed past this size goes to a pack of its own (other puts go on meanwhile). */
 const GATHER_BYTES = 1024 * 1024;
+/** How often an open index is checked to still be the one at its path. */
+const INDEX_CHECK_MS = 1000;
+/** Records are gathered in memory up to this before they are written to their pack. */
+const TAIL_BYTES = 1024 * 1024;
+/** Content put again refreshes its time only when the time is older than this. */
+const REFRESH_AFTER_MS = 10 * 60_000;
+/** A pack is rewritten by compaction when less than this share of it is still referenced. */
+const COMPACT_BELOW_LIVE = 0.5;
 
-const isMissing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS objects (
+  sha256 TEXT PRIMARY KEY,
+  pack TEXT NOT NULL,
+  offset INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  put_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS objects_by_pack ON objects (pack);
+CREATE TABLE IF NOT EXISTS packs (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID;
+`;
 
-/** An object written whose rename is not yet known durable. */
-interface Unsynced {
-  /** Settles once the object is at its path, its data synced first; rejects when it never will be. */
-  placed: Promise<void>;
-  /** Directories whose sync makes the object durable. */
-  dirs: readonly string[];
+interface Pack {
+  name: string;
+  fd: number;
+  size: number;
+  openedAt: number;
+  /** The packs directory was synced since the pack was made (its name survives a power cut). */
+  named: boolean;
+  /** Appended objects of this pack not yet in the index. */
+  pending: number;
+  /** No more appends (rolled over, or a pack of one streamed object). */
+  sealed: boolean;
+  /**
+   * Records appended and not yet written, from `size - tailBytes` on: small objects reach the file
+   * a MiB at a time, and at the latest when a flush names one (nothing reads an unindexed object).
+   */
+  tail: Buffer | undefined;
+  tailBytes: number;
 }
+
+/** An object appended and not yet in the index. */
+interface Pending { sha256: string; pack: Pack; offset: number; size: number; settled?: boolean }
+
+interface Row { pack: string; offset: number; size: number; put_at: number }
+
+export interface CompactReport { packs: number; bytesFreed: number }
 
 export class FileBlobStore implements BlobStore {
   readonly kind = 'file' as const;
   readonly location: string;
   private readonly dir: string;
+  private readonly packDir: string;
   private readonly fsync: boolean;
-  /** Directories known to exist; each with the directories that making it changed (to be synced). */
-  private readonly made = new Map<string, string[]>();
-  /** Objects put and not yet flushed, by ref. */
-  private readonly unsynced = new Map<string, Unsynced>();
-  /** Temporary files are named by this store's prefix and a count (cheaper than random bytes each). */
-  private readonly tmpPrefix = `${TMP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}-`;
-  private tmpCount = 0;
+  private readonly writer = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  private packCount = 0;
+  private current: Pack | undefined;
+  private readonly pending = new Map<string, Pending>();
+  private db: DatabaseSync | undefined;
+  private dbIno = 0;
+  private checkedAt = 0;
+  /** The index's write-ahead log, to sync commits through the thread pool. */
+  private wal: { fd: number; ino: number } | undefined;
+  private statements: ReturnType<FileBlobStore['prepare']> | undefined;
 
   constructor(options: FileStoreOptions) {
     this.dir = options.dir;
     this.location = options.dir;
+    this.packDir = join(options.dir, PACK_DIR);
     this.fsync = options.fsync ?? true;
-  }
-
-  pathOf(ref: string): string {
-    return join(this.dir, objectPath(ref));
   }
 
   async put(content: Uint8Array, options: PutOptions = {}): Promise<PutResult> {
     const sha256 = createHash('sha256').update(content).digest('hex');
+    const created = this.guard('write', () => this.store(sha256, content));
     const ref = refOf(sha256);
-    const size = content.byteLength;
-    const created = await this.guard('write', async () => {
-      if (this.unsynced.has(ref) || this.refresh(ref)) return false;
-      const path = this.pathOf(ref);
-      const changed = this.ensureDir(dirname(path));
-      const tmp = this.tempFile(dirname(path));
-      try {
-        tmp.write(content);
-      } catch (err) {
-        tmp.discard();
-        throw err;
+    if (options.durable !== false) await this.flush([ref]);
+    return { ref, sha256, size: content.byteLength, created };
+  }
+
+  async putStream(content: BlobContent, options: PutOptions = {}): Promise<PutResult> {
+    const iterator = content[Symbol.asyncIterator]();
+    const head: Uint8Array[] = [];
+    let gathered = 0;
+    while (gathered <= GATHER_BYTES) {
+      const next = await iterator.next();
+      if (next.done) return this.put(head.length === 1 ? head[0]! : Buffer.concat(head), options);
+      head.push(next.value);
+      gathered += next.value.byteLength;
+    }
+    // Large: into a pack of its own as it streams (its hash is known only at the end).
+    const pack = this.guard('write', () => this.newPack());
+    pack.sealed = true;
+    const hash = createHash('sha256');
+    let size = 0;
+    const write = (chunk: Uint8Array) => {
+      hash.update(chunk);
+      writeAll(pack.fd, chunk, RECORD_HEADER_BYTES + size);
+      size += chunk.byteLength;
+    };
+    try {
+      this.guard('write', () => { for (const chunk of head.splice(0)) write(chunk); });
+      // The content's own failure (a broken source) is not the store's: it is thrown as it is.
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) this.guard('write', () => write(next.value));
+    } catch (err) {
+      this.dropPack(pack);
+      throw err;
+    }
+    const sha256 = hash.digest('hex');
+    const ref = refOf(sha256);
+    const created = this.guard('write', () => {
+      if (this.known(sha256)) {
+        this.dropPack(pack);
+        return false;
       }
-      this.track(ref, this.place(tmp, path), [dirname(path), ...changed]);
+      writeAll(pack.fd, recordHeader(sha256, size), 0);
+      pack.size = RECORD_HEADER_BYTES + size;
+      pack.pending += 1;
+      this.pending.set(sha256, { sha256, pack, offset: 0, size });
       return true;
     });
     if (options.durable !== false) await this.flush([ref]);
     return { ref, sha256, size, created };
   }
 
-  async putStream(content: BlobContent, options: PutOptions = {}): Promise<PutResult> {
-    const result = await this.guard('write', async () => {
-      const iterator = content[Symbol.asyncIterator]();
-      const head: Uint8Array[] = [];
-      let gathered = 0;
-      while (gathered <= GATHER_BYTES) {
-        const next = await iterator.next();
-        if (next.done) return this.put(head.length === 1 ? head[0]! : Buffer.concat(head), { durable: false });
-        head.push(next.value);
-        gathered += next.value.byteLength;
-      }
-      const tmp = this.tempFile(join(this.dir, TMP_DIR));
-      try {
-        const hash = createHash('sha256');
-        let size = 0;
-        const write = (chunk: Uint8Array) => {
-          hash.update(chunk);
-          size += chunk.byteLength;
-          tmp.write(chunk);
-        };
-        for (const chunk of head.splice(0)) write(chunk);
-        for (let next = await iterator.next(); !next.done; next = await iterator.next()) write(next.value);
-        const sha256 = hash.digest('hex');
-        const ref = refOf(sha256);
-        if (this.unsynced.has(ref) || this.refresh(ref)) {
-          tmp.discard();
-          return { ref, sha256, size, created: false };
-        }
-        const path = this.pathOf(ref);
-        const changed = this.ensureDir(dirname(path));
-        this.track(ref, this.place(tmp, path), [dirname(path), ...changed]);
-        return { ref, sha256, size, created: true };
-      } catch (err) {
-        tmp.discard();
-        throw err;
-      }
-    });
-    if (options.durable !== false) await this.flush([result.ref]);
-    return result;
-  }
-
   /**
-   * Waits until each object is in place, then syncs every directory involved, each once. An
-   * object that is neither being written here nor flushed before must be on disk (another process
-   * may have written it); its directories are synced too, as its writer may not have got that far.
+   * Syncs the packs of the objects named that this store appended, then indexes them in one
+   * transaction. An object not appended here must be in the index already (another writer's, or
+   * put before); otherwise the flush fails. A pack that compaction retired in between (only ever
+   * one not written for an hour) fails it too: the caller writes its batch again.
    */
   async flush(refs: Iterable<string>): Promise<void> {
-    const flushed = new Map<string, Unsynced | undefined>();
-    for (const ref of refs) flushed.set(ref, this.unsynced.get(ref));
-    await this.guard('sync', async () => {
-      const dirs = new Set<string>();
-      await Promise.all([...flushed].map(async ([ref, unsynced]) => {
-        if (unsynced) {
-          await unsynced.placed;
-          for (const dir of unsynced.dirs) dirs.add(dir);
-        } else if (await this.stat(ref)) {
-          for (const dir of this.directoriesOf(ref)) dirs.add(dir);
-        } else {
-          throw new BlobStoreUnavailableError(`blob store ${this.location}: ${ref} was not stored`);
+    const mine: Pending[] = [];
+    const others: string[] = [];
+    for (const ref of refs) {
+      const sha256 = sha256OfRef(ref);
+      if (!sha256) throw new BlobStoreUnavailableError(`blob store ${this.location}: not a blob ref: ${ref}`);
+      const pending = this.pending.get(sha256);
+      if (pending) mine.push(pending);
+      else others.push(sha256);
+    }
+    if (mine.length > 0) {
+      const packs = [...new Set(mine.map((p) => p.pack))];
+      try {
+        for (const pack of packs) this.writeTail(pack);
+        if (this.fsync) {
+          await Promise.all(packs.map((pack) => datasync(pack.fd)));
+          if (packs.some((pack) => !pack.named)) await syncDir(this.packDir);
         }
-      }));
-      if (this.fsync) await Promise.all([...dirs].map(syncDir));
+      } catch (err) {
+        for (const pack of packs) this.failPack(pack);
+        throw this.unavailable('sync', err);
+      }
+      for (const pack of packs) pack.named = true;
+      const retired = this.guard('sync', () => this.index(mine));
+      if (retired.length > 0) {
+        for (const pack of retired) this.failPack(pack);
+        throw new BlobStoreUnavailableError(`blob store ${this.location}: pack ${retired[0]!.name} was compacted before its objects were indexed`);
+      }
+    }
+    this.guard('sync', () => {
+      for (const sha256 of others) {
+        // Indexed meanwhile by a flush of ours that got there first, or by another writer.
+        if (!this.stmts().get.get(sha256)) throw new BlobStoreUnavailableError(`blob store ${this.location}: ${refOf(sha256)} was not stored`);
+      }
     });
-    for (const [ref, unsynced] of flushed) if (unsynced && this.unsynced.get(ref) === unsynced) this.unsynced.delete(ref);
+    // Rows found (not only those just written) may be another writer's commit not yet synced.
+    try {
+      await this.syncIndex();
+    } catch (err) {
+      throw this.unavailable('sync', err);
+    }
   }
 
   async open(ref: string): Promise<Readable> {
-    const path = this.pathOf(ref);
-    const stream = createReadStream(path);
-    // Surface a missing file as the typed error now, not as a stream error later.
-    await new Promise<void>((resolve, reject) => {
-      stream.once('open', () => resolve());
-      stream.once('error', (err) => reject(isMissing(err) ? new BlobNotFoundError(ref, this.location) : new BlobStoreUnavailableError(`blob store ${this.location}: ${err.message}`, { cause: err })));
-    });
-    return stream;
+    const sha256 = sha256OfRef(ref);
+    if (!sha256) throw new BlobNotFoundError(ref, this.location);
+    // Twice: compaction may have moved the object between the look-up and the open.
+    for (let attempt = 0; ; attempt++) {
+      const row = this.guard('read', () => this.readStmts()?.get.get(sha256) as Row | undefined);
+      if (!row) throw new BlobNotFoundError(ref, this.location);
+      if (row.size === 0) return Readable.from([]);
+      const start = row.offset + RECORD_HEADER_BYTES;
+      const stream = createReadStream(join(this.packDir, row.pack), { start, end: start + row.size - 1 });
+      const opened = await new Promise<Error | null>((resolve) => {
+        stream.once('open', () => resolve(null));
+        stream.once('error', resolve);
+      });
+      if (!opened) return stream;
+      if ((opened as NodeJS.ErrnoException).code === 'ENOENT' && attempt === 0) continue;
+      throw new BlobStoreUnavailableError(`blob store ${this.location}: ${opened.message}`, { cause: opened });
+    }
   }
 
   async stat(ref: string): Promise<BlobStat | null> {
-    try {
-      const s = await stat(this.pathOf(ref));
-      return { ref, size: s.size, modifiedAt: s.mtime };
-    } catch (err) {
-      if (isMissing(err)) return null;
-      throw new BlobStoreUnavailableError(`blob store ${this.location}: ${(err as Error).message}`, { cause: err });
-    }
+    const sha256 = sha256OfRef(ref);
+    if (!sha256) return null;
+    const row = this.guard('read', () => this.readStmts()?.get.get(sha256) as Row | undefined);
+    return row ? { ref, size: row.size, modifiedAt: new Date(row.put_at) } : null;
+  }
+
+  /** Where an object's bytes are: its pack's path and the range in it (for people and tests), or null. */
+  locate(ref: string): { path: string; start: number; size: number } | null {
+    const sha256 = sha256OfRef(ref);
+    const row = sha256 ? this.guard('read', () => this.readStmts()?.get.get(sha256) as Row | undefined) : undefined;
+    return row ? { path: join(this.packDir, row.pack), start: row.offset + RECORD_HEADER_BYTES, size: row.size } : null;
   }
 
   async *list(): AsyncIterable<BlobStat> {
-    const root = join(this.dir, 'sha256');
-    for (const a of await names(root)) {
-      for (const b of await names(join(root, a))) {
-        for (const name of await names(join(root, a, b))) {
-          const ref = refOfPath(`sha256/${a}/${b}/${name}`);
-          if (!ref) continue;
-          const s = await stat(join(root, a, b, name)).catch(() => null);
-          if (s) yield { ref, size: s.size, modifiedAt: s.mtime };
-        }
-      }
+    for (let after = ''; ;) {
+      const page = this.guard('read', () => (this.readStmts()?.page.all(after) ?? []) as unknown as Array<{ sha256: string; size: number; put_at: number }>);
+      for (const row of page) yield { ref: refOf(row.sha256), size: row.size, modifiedAt: new Date(row.put_at) };
+      if (page.length < LIST_PAGE) return;
+      after = page[page.length - 1]!.sha256;
     }
   }
 
+  /** Removes an object from the index; its bytes go when `compact` rewrites its pack. */
   async delete(ref: string): Promise<boolean> {
-    try {
-      await unlink(this.pathOf(ref));
-      return true;
-    } catch (err) {
-      if (isMissing(err)) return false;
-      throw err;
-    }
+    const sha256 = sha256OfRef(ref);
+    if (!sha256) return false;
+    return this.guard('write', () => Number(this.stmts().delete.run(sha256).changes) > 0);
   }
 
   /**
-   * Deletes an object only if no put refreshed it since `cutoff`. The object is first moved aside
-   * (atomically), then its time is read again: a put that came in between either refreshed it
-   * before the move (the object is moved back) or found it gone and wrote it anew.
+   * Deletes an object only if no put refreshed it since `cutoff`: one statement, so a put that
+   * refreshes it either comes first (and the object stays) or finds it gone (and writes it anew).
    */
   async deleteIfOlderThan(ref: string, cutoff: Date): Promise<boolean> {
-    const path = this.pathOf(ref);
-    const aside = join(this.dir, TMP_DIR, `gc-${randomBytes(8).toString('hex')}`);
-    this.ensureDir(dirname(aside));
-    try {
-      await rename(path, aside);
-    } catch (err) {
-      if (isMissing(err)) return false;
-      throw err;
-    }
-    const s = await stat(aside);
-    if (s.mtime >= cutoff) {
-      // A put refreshed it: put it back, unless a newer put already wrote it again.
-      await rename(aside, path).catch(() => unlink(aside));
-      return false;
-    }
-    await unlink(aside);
-    return true;
+    const sha256 = sha256OfRef(ref);
+    if (!sha256) return false;
+    return this.guard('write', () => Number(this.stmts().deleteOld.run(sha256, cutoff.getTime()).changes) > 0);
   }
 
-  /** Temporary files older than `cutoff` (left by a crash mid-write); returns how many went. */
-  async sweepTemporary(cutoff: Date, dryRun: boolean): Promise<number> {
-    const root = join(this.dir, 'sha256');
-    const dirs = [join(this.dir, TMP_DIR)];
-    for (const a of await names(root)) for (const b of await names(join(root, a))) dirs.push(join(root, a, b));
-    let removed = 0;
-    for (const dir of dirs) {
-      for (const name of await names(dir)) {
-        if (dir !== dirs[0] && !name.startsWith(TMP_PREFIX)) continue;
-        const path = join(dir, name);
-        const s = await stat(path).catch(() => null);
-        if (!s || s.mtime >= cutoff) continue;
-        if (!dryRun) await rm(path, { force: true });
-        removed += 1;
+  /**
+   * Reclaims space: every pack not written since `cutoff` (none is a writer's current pack) whose
+   * referenced share is below COMPACT_BELOW_LIVE has its live objects copied to a new pack, indexed
+   * there, and is removed. Readers holding the old pack open read on; new look-ups find the copy.
+   */
+  async compact(cutoff: Date, dryRun: boolean): Promise<CompactReport> {
+    const report: CompactReport = { packs: 0, bytesFreed: 0 };
+    const names = this.guard('read', () => {
+      this.stmts();
+      return readdirSync(this.packDir).filter((name) => name.endsWith('.pack'));
+    });
+    for (const name of names) {
+      if (this.current?.name === name) continue;
+      const path = join(this.packDir, name);
+      const info = statSync(path, { throwIfNoEntry: false });
+      if (!info || info.mtime >= cutoff) continue;
+      const live = this.guard('read', () => this.stmts().inPack.all(name) as unknown as Array<{ sha256: string; offset: number; size: number }>);
+      const liveBytes = live.reduce((sum, o) => sum + RECORD_HEADER_BYTES + o.size, 0);
+      if (live.length > 0 && liveBytes >= info.size * COMPACT_BELOW_LIVE) continue;
+      report.packs += 1;
+      report.bytesFreed += info.size - liveBytes;
+      if (dryRun) continue;
+      const moved: Pending[] = [];
+      if (live.length > 0) {
+        const fd = openSync(path, 'r');
+        try {
+          for (const object of live) {
+            const content = Buffer.allocUnsafe(object.size);
+            for (let at = 0; at < object.size;) at += readSync(fd, content, at, object.size - at, object.offset + RECORD_HEADER_BYTES + at);
+            moved.push(this.guard('write', () => this.append(object.sha256, content)));
+          }
+        } finally {
+          closeSync(fd);
+        }
+        const packs = [...new Set(moved.map((m) => m.pack))];
+        for (const pack of packs) this.writeTail(pack);
+        if (this.fsync) {
+          await Promise.all(packs.map((pack) => datasync(pack.fd)));
+          await syncDir(this.packDir);
+        }
+        for (const pack of packs) pack.named = true;
       }
+      this.guard('write', () => this.transaction(() => {
+        const stmts = this.stmts();
+        for (const m of moved) {
+          stmts.move.run(m.pack.name, m.offset, m.sha256, name);
+          this.settle(m);
+        }
+        stmts.retire.run(name);
+      }));
+      // The rows' move must be durable before the old copies go.
+      await this.syncIndex();
+      unlinkSync(path);
     }
-    return removed;
+    return report;
   }
 
   async probe(): Promise<void> {
     await this.put(new Uint8Array(0));
   }
 
-  /** Waits for writes under way; objects never flushed stay as they are (a crash could leave them too). */
+  /** Objects appended and never flushed stay unindexed (as a crash would leave them). */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.unsynced.values()].map((u) => u.placed));
+    for (const pending of this.pending.values()) this.closePackIfDone(pending.pack, true);
+    if (this.current) this.closePackIfDone(this.current, true);
+    this.pending.clear();
+    this.current = undefined;
+    this.db?.close();
+    this.db = undefined;
+    if (this.wal) closeSync(this.wal.fd);
+    this.wal = undefined;
+    this.statements = undefined;
   }
 
-  /**
-   * An existing object gets a fresh time (see the file's header); false when there is none. Most
-   * content is new: a look that finds nothing is answered at once from the directory cache, without
-   * a round trip through the thread pool or an error object for ENOENT.
-   */
-  private refresh(ref: string): boolean {
-    const path = this.pathOf(ref);
-    if (!statSync(path, { throwIfNoEntry: false })) return false;
-    const now = new Date();
+  /** Appends content unless the store has it; true when appended. */
+  private store(sha256: string, content: Uint8Array): boolean {
+    if (this.known(sha256)) return false;
+    const pending = this.append(sha256, content);
+    this.pending.set(sha256, pending);
+    return true;
+  }
+
+  /** Content this store appended and not yet flushed, or indexed (its time refreshed when old). */
+  private known(sha256: string): boolean {
+    if (this.pending.has(sha256)) return true;
+    const stmts = this.stmts();
+    const row = stmts.get.get(sha256) as Row | undefined;
+    if (!row) return false;
+    const now = Date.now();
+    // gc deletes only rows older than its cutoff, in one statement with that condition: if the
+    // refresh finds the row gone, gc took it just now and the content is written anew.
+    if (now - row.put_at > REFRESH_AFTER_MS) return Number(stmts.refresh.run(now, sha256).changes) > 0;
+    return true;
+  }
+
+  private append(sha256: string, content: Uint8Array): Pending {
+    const pack = this.writablePack(content.byteLength);
+    const offset = pack.size;
+    const bytes = RECORD_HEADER_BYTES + content.byteLength;
     try {
-      utimesSync(path, now, now);
-      return true;
-    } catch (err) {
-      if (isMissing(err)) return false;
-      throw err;
-    }
-  }
-
-  /** The directories an object's path depends on: its own (sha256/<2>/<2>), the two above, the store's. */
-  private directoriesOf(ref: string): string[] {
-    const own = dirname(this.pathOf(ref));
-    return [own, dirname(own), dirname(dirname(own)), this.dir];
-  }
-
-  private track(ref: string, placed: Promise<void>, dirs: readonly string[]): void {
-    const unsynced: Unsynced = { placed, dirs };
-    this.unsynced.set(ref, unsynced);
-    // A failure is reported by the flush that waits for it; a later put of the content tries again.
-    placed.catch(() => { if (this.unsynced.get(ref) === unsynced) this.unsynced.delete(ref); });
-  }
-
-  /** Data first, then the name: a rename that survives a crash never points at unwritten data. */
-  private async place(tmp: TempFile, path: string): Promise<void> {
-    try {
-      if (this.fsync) await tmp.datasync();
-      tmp.close();
-      renameSync(tmp.path, path);
-    } catch (err) {
-      this.made.clear();
-      tmp.discard();
-      throw err;
-    }
-  }
-
-  private tempFile(dir: string): TempFile {
-    this.ensureDir(dir);
-    const path = join(dir, `${this.tmpPrefix}${this.tmpCount++}`);
-    return new TempFile(openSync(path, 'wx', 0o600), path);
-  }
-
-  /**
-   * Makes a directory (and what is missing above it) once per store; returns the directories whose
-   * entries changed on the way, which must be synced for it to survive a power cut. Most exist
-   * already: one stat, answered from the kernel's directory cache, says so.
-   */
-  private ensureDir(dir: string): string[] {
-    const known = this.made.get(dir);
-    if (known) return known;
-    const changed: string[] = [];
-    if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
-      const first = mkdirSync(dir, { recursive: true, mode: 0o700 });
-      if (first !== undefined) {
-        for (let level = dir; ; level = dirname(level)) {
-          changed.push(dirname(level));
-          if (level === first || dirname(level) === level) break;
-        }
+      if (pack.tailBytes + bytes > TAIL_BYTES) this.writeTail(pack);
+      if (bytes > TAIL_BYTES) {
+        writeAll(pack.fd, recordHeader(sha256, content.byteLength), offset);
+        writeAll(pack.fd, content, offset + RECORD_HEADER_BYTES);
+      } else {
+        pack.tail ??= Buffer.allocUnsafe(TAIL_BYTES);
+        writeHeader(pack.tail, pack.tailBytes, sha256, content.byteLength);
+        pack.tail.set(content, pack.tailBytes + RECORD_HEADER_BYTES);
+        pack.tailBytes += bytes;
       }
+    } catch (err) {
+      // Whatever of the record got there is never indexed; the next put starts a new pack.
+      this.failPack(pack);
+      throw err;
     }
-    this.made.set(dir, changed);
-    return changed;
+    pack.size = offset + RECORD_HEADER_BYTES + content.byteLength;
+    pack.pending += 1;
+    return { sha256, pack, offset, size: content.byteLength };
   }
 
-  /** Every failure of the filesystem (full, read-only, gone) means the store cannot take writes now. */
-  private async guard<T>(what: string, work: () => Promise<T>): Promise<T> {
+  /** Writes the records gathered in memory to the pack. */
+  private writeTail(pack: Pack): void {
+    if (pack.tailBytes === 0) return;
+    writeAll(pack.fd, pack.tail!.subarray(0, pack.tailBytes), pack.size - pack.tailBytes);
+    pack.tailBytes = 0;
+  }
+
+  private writablePack(adding: number): Pack {
+    const current = this.current;
+    if (current && !current.sealed && current.size + adding <= PACK_MAX_BYTES && Date.now() - current.openedAt < PACK_MAX_AGE_MS) return current;
+    if (current) {
+      current.sealed = true;
+      this.closePackIfDone(current);
+    }
+    this.current = this.newPack();
+    return this.current;
+  }
+
+  /** A new pack, registered in the index first (compaction removes only registered packs it retires). */
+  private newPack(): Pack {
+    const name = `${this.writer}-${this.packCount++}.pack`;
+    this.stmts().register.run(name, Date.now());
+    const fd = openSync(join(this.packDir, name), 'wx', 0o600);
+    return { name, fd, size: 0, openedAt: Date.now(), named: false, pending: 0, sealed: false, tail: undefined, tailBytes: 0 };
+  }
+
+  /**
+   * Indexes flushed objects in one transaction. Indexes none and answers the packs when one of them
+   * was retired meanwhile (compacted as garbage: not written for an hour, its objects never indexed).
+   */
+  private index(objects: Pending[]): Pack[] {
+    const now = Date.now();
+    const stmts = this.stmts();
+    const retired: Pack[] = [];
+    this.transaction(() => {
+      for (const pack of new Set(objects.map((o) => o.pack))) if (!stmts.registered.get(pack.name)) retired.push(pack);
+      if (retired.length === 0) for (const o of objects) stmts.insert.run(o.sha256, o.pack.name, o.offset, o.size, now);
+    });
+    if (retired.length === 0) for (const o of objects) this.settle(o);
+    return retired;
+  }
+
+  /** Once per object, however many flushes named it. */
+  private settle(object: Pending): void {
+    if (object.settled) return;
+    object.settled = true;
+    if (this.pending.get(object.sha256) === object) this.pending.delete(object.sha256);
+    object.pack.pending -= 1;
+    this.closePackIfDone(object.pack);
+  }
+
+  private closePackIfDone(pack: Pack, force = false): void {
+    if (pack.fd < 0 || (!force && (!pack.sealed || pack.pending > 0))) return;
+    pack.tail = undefined;
+    pack.tailBytes = 0;
     try {
-      return await work();
+      closeSync(pack.fd);
+    } catch {
+      // closing is all that is left to do with it
+    }
+    pack.fd = -1;
+  }
+
+  /** A pack that failed a write or a sync: its unindexed objects are forgotten (a later put writes them anew). */
+  private failPack(pack: Pack): void {
+    pack.sealed = true;
+    for (const [sha256, pending] of this.pending) {
+      if (pending.pack !== pack) continue;
+      pending.settled = true;
+      this.pending.delete(sha256);
+    }
+    pack.pending = 0;
+    if (this.current === pack) this.current = undefined;
+    this.closePackIfDone(pack, true);
+  }
+
+  /** A streamed object's own pack whose content was there already. */
+  private dropPack(pack: Pack): void {
+    try {
+      ftruncateSync(pack.fd, 0);
+    } catch {
+      // removed below in any case
+    }
+    this.closePackIfDone(pack, true);
+    try {
+      unlinkSync(join(this.packDir, pack.name));
+      this.stmts().retire.run(pack.name);
+    } catch {
+      // an empty pack left behind is removed by compaction
+    }
+  }
+
+  private transaction(work: () => void): void {
+    const db = this.database();
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      work();
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  /**
+   * Makes the index's commits durable. SQLite does not sync them itself (synchronous=NORMAL): its
+   * sync would hold the writing thread for a disk round trip per batch; this one waits in the
+   * thread pool instead. Without a log file everything is in the database file, which SQLite
+   * syncs when it moves the log there (a checkpoint).
+   */
+  private async syncIndex(): Promise<void> {
+    if (!this.fsync || !this.db) return;
+    const path = join(this.dir, `${INDEX_FILE}-wal`);
+    const info = statSync(path, { throwIfNoEntry: false });
+    if (!info) return;
+    if (this.wal?.ino !== info.ino) {
+      if (this.wal) closeSync(this.wal.fd);
+      this.wal = { fd: openSync(path, 'r'), ino: info.ino };
+    }
+    await datasync(this.wal.fd);
+  }
+
+  /**
+   * The index, opened on first use. It is checked to still be the file at its path (for reads each
+   * time, for writes once a second): a store whose directory went (a lost mount, a directory
+   * removed) must fail, not answer from an index no one else sees any more.
+   */
+  private database(read: true): DatabaseSync | undefined;
+  private database(read?: false): DatabaseSync;
+  private database(read = false): DatabaseSync | undefined {
+    const path = join(this.dir, INDEX_FILE);
+    if (this.db) {
+      const now = Date.now();
+      if (!read && now - this.checkedAt < INDEX_CHECK_MS) return this.db;
+      this.checkedAt = now;
+      const at = statSync(path, { throwIfNoEntry: false });
+      if (at?.ino === this.dbIno) return this.db;
+      this.db.close();
+      this.db = undefined;
+      this.statements = undefined;
+      if (read && !at) return undefined;
+    }
+    // A reader creates nothing: no index is an empty store (or one not mounted), not a new one;
+    // but a store path that is no directory does not answer at all.
+    if (read && !statSync(path, { throwIfNoEntry: false })) {
+      if (statSync(this.dir, { throwIfNoEntry: false })?.isDirectory() === false) throw new Error(`ENOTDIR: not a directory, ${this.dir}`);
+      return undefined;
+    }
+    mkdirSync(this.packDir, { recursive: true, mode: 0o700 });
+    const db = new DatabaseSync(join(this.dir, INDEX_FILE));
+    try {
+      // Writers on other threads and processes take turns. A commit is synced by `syncIndex`, so an
+      // indexed object survives a power cut (its pack was synced before).
+      db.exec(`PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = ${this.fsync ? 'NORMAL' : 'OFF'};`);
+      db.exec(SCHEMA);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    this.db = db;
+    this.dbIno = statSync(join(this.dir, INDEX_FILE)).ino;
+    this.checkedAt = Date.now();
+    return db;
+  }
+
+  private prepare(db: DatabaseSync) {
+    const s = (sql: string): StatementSync => db.prepare(sql);
+    return {
+      get: s('SELECT pack, offset, size, put_at FROM objects WHERE sha256 = ?'),
+      insert: s('INSERT INTO objects (sha256, pack, offset, size, put_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET put_at = excluded.put_at'),
+      refresh: s('UPDATE objects SET put_at = ? WHERE sha256 = ?'),
+      delete: s('DELETE FROM objects WHERE sha256 = ?'),
+      deleteOld: s('DELETE FROM objects WHERE sha256 = ? AND put_at < ?'),
+      page: s(`SELECT sha256, size, put_at FROM objects WHERE sha256 > ? ORDER BY sha256 LIMIT ${LIST_PAGE}`),
+      inPack: s('SELECT sha256, offset, size FROM objects WHERE pack = ? ORDER BY offset'),
+      move: s('UPDATE objects SET pack = ?, offset = ? WHERE sha256 = ? AND pack = ?'),
+      register: s('INSERT INTO packs (name, created_at) VALUES (?, ?)'),
+      registered: s('SELECT 1 FROM packs WHERE name = ?'),
+      retire: s('DELETE FROM packs WHERE name = ?'),
+    };
+  }
+
+  private stmts(): ReturnType<FileBlobStore['prepare']> {
+    const db = this.database();
+    this.statements ??= this.prepare(db);
+    return this.statements;
+  }
+
+  /** For reads: undefined while there is no index (nothing was ever stored, or the directory is gone). */
+  private readStmts(): ReturnType<FileBlobStore['prepare']> | undefined {
+    const db = this.database(true);
+    if (!db) return undefined;
+    this.statements ??= this.prepare(db);
+    return this.statements;
+  }
+
+  /** Every failure of the filesystem or the index (full, read-only, gone, locked) means the store cannot take work now. */
+  private guard<T>(what: string, work: () => T): T {
+    try {
+      return work();
     } catch (err) {
       if (err instanceof BlobStoreUnavailableError) throw err;
-      // A directory removed under us (by hand) must not stay cached as made.
-      this.made.clear();
-      throw new BlobStoreUnavailableError(`blob store ${this.location}: ${what} failed: ${(err as Error).message}`, { cause: err });
+      throw this.unavailable(what, err);
     }
   }
-}
 
-/**
- * A temporary file by its descriptor. Each asynchronous call is a round trip through the thread
- * pool (tens of microseconds of CPU here, more than the call itself for small files), so only the
- * data sync, which waits on the disk, is one.
- */
-class TempFile {
-  readonly path: string;
-  private readonly fd: number;
-  private closed = false;
-
-  constructor(fd: number, path: string) {
-    this.fd = fd;
-    this.path = path;
-  }
-
-  write(content: Uint8Array): void {
-    for (let at = 0; at < content.byteLength;) at += writeSync(this.fd, content, at, content.byteLength - at);
-  }
-
-  datasync(): Promise<void> {
-    return call((done) => fdatasync(this.fd, done));
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    closeSync(this.fd);
-  }
-
-  discard(): void {
-    try {
-      this.close();
-    } catch {
-      // already unusable; the file goes anyway
-    }
-    rmSync(this.path, { force: true });
+  private unavailable(what: string, err: unknown): BlobStoreUnavailableError {
+    return new BlobStoreUnavailableError(`blob store ${this.location}: ${what} failed: ${(err as Error).message}`, { cause: err });
   }
 }
 
-async function names(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (err) {
-    if (isMissing(err)) return [];
-    throw err;
-  }
+const LIST_PAGE = 1000;
+
+function recordHeader(sha256: string, size: number): Buffer {
+  const header = Buffer.alloc(RECORD_HEADER_BYTES);
+  writeHeader(header, 0, sha256, size);
+  return header;
 }
 
-/** A node-style call as a promise. */
-function call<T = void>(start: (done: (err: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value as T))));
+function writeHeader(target: Buffer, at: number, sha256: string, size: number): void {
+  target.writeUInt32LE(MAGIC, at);
+  target.writeUInt32LE(0, at + 4);
+  target.writeBigUInt64LE(BigInt(size), at + 8);
+  target.write(sha256, at + 16, 'hex');
 }
 
-/**
- * A rename is durable only once its directory is synced. Opening and closing a directory just
- * written in does not wait on the disk: only the sync goes through the thread pool.
- */
+function writeAll(fd: number, content: Uint8Array, position: number): void {
+  for (let at = 0; at < content.byteLength;) at += writeSync(fd, content, at, content.byteLength - at, position + at);
+}
+
+/** The one call per batch that waits on the disk goes through the thread pool. */
+function datasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** A new pack's name is durable once its directory is synced. */
 async function syncDir(dir: string): Promise<void> {
   const fd = openSync(dir, 'r');
   try {
-    await call((done) => fsync(fd, done));
+    await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
   } finally {
     closeSync(fd);
   }
+}
+
+/** The bytes every pack of a store takes on disk (objects, their headers and garbage). */
+export function packBytes(dir: string): number {
+  let total = 0;
+  for (const name of readdirSync(join(dir, PACK_DIR))) {
+    if (name.endsWith('.pack')) total += statSync(join(dir, PACK_DIR, name), { throwIfNoEntry: false })?.size ?? 0;
+  }
+  return total;
 }
