@@ -133,7 +133,7 @@ export const SETTINGS = {
 
   // --- blob store (the producer writes it; readers of the stream fetch from it) ---
   BLOB_STORE_URL: { schema: blobStoreUrl, default: 'none', doc: 'where raw messages, attachments and long bodies go: file:///var/lib/mailstream/blobs, s3://bucket/prefix, or none (entries hold bodies up to MAX_BODY_BYTES and attachment metadata only)' },
-  BLOB_FSYNC: { schema: bool, default: 'true', doc: 'file store: sync each blob and its directory before its entry is appended (false: a power cut may lose the newest blobs of entries Redis kept)' },
+  BLOB_FSYNC: { schema: bool, default: 'true', doc: 'file store: sync each batch\'s pack data, then its index commit, before its entries are appended (false: a power cut may lose the newest blobs of entries Redis kept)' },
   INLINE_BODY_BYTES: { schema: int(256, 1024 * 1024), default: '4096', doc: 'with a blob store: text and html longer than this keep their start in the entry (with the truncation flag) and the whole in the store (textRef, htmlRef)' },
   S3_ENDPOINT: { schema: httpUrl, doc: 'S3 API endpoint other than AWS (MinIO, Ceph, ...); credentials come from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role)' },
   S3_REGION: { schema: nonEmpty, doc: 'S3 region (default: the AWS chain\'s, AWS_REGION or the profile\'s)' },
