@@ -135,6 +135,26 @@ export function registerBlob(program: Command): void {
       }
     }));
 
+  blob.command('reindex').description('file store: rebuild what the index (index.sqlite) lacks from the pack files, each record checked against its hash')
+    .option('--json', 'print the report as JSON')
+    .action(action(async (opts: { json?: boolean }, command: Command) => {
+      const { config } = commandContext(command, 'admin');
+      const store = await openStore(config);
+      const { FileBlobStore } = await import('../core/blobs/file-store.ts');
+      try {
+        if (!(store instanceof FileBlobStore)) throw new UsageError(`blob reindex is for the file store; ${store.location} has no index to rebuild`);
+        const report = await store.reindex();
+        if (opts.json) process.stdout.write(`${JSON.stringify({ store: store.location, ...report }, null, 2)}\n`);
+        else {
+          process.stdout.write(`${store.location}: ${report.records} record(s) in ${report.packs} pack file(s), ${report.added} added to the index`
+            + `${report.damaged ? `, ${report.damaged} damaged (not indexed)` : ''}${report.cutShort ? `, ${report.cutShort} pack(s) ending in a partial record` : ''}\n`);
+        }
+        if (report.damaged > 0) process.exitCode = 1;
+      } finally {
+        await store.close();
+      }
+    }));
+
   blob.command('import <dir>').description('put loose blob files (<dir>/sha256/<2>/<2>/<hex>: a backup\'s blobs folder) into the store, checking each against its name')
     .option('--dry-run', 'report what would be imported, put nothing')
     .option('--json', 'print the report as JSON')

@@ -89,6 +89,18 @@ interface Row { pack: string; offset: number; size: number; put_at: number }
 
 export interface CompactReport { packs: number; bytesFreed: number }
 
+export interface ReindexReport {
+  packs: number;
+  /** Whole records found, their content checked against the hash in their header. */
+  records: number;
+  /** Of those, objects the index did not have (rows added). */
+  added: number;
+  /** Records whose content does not match their header (never indexed). */
+  damaged: number;
+  /** Packs ending in a partial record (a write cut short): read up to it. */
+  cutShort: number;
+}
+
 export class FileBlobStore implements BlobStore {
   readonly kind = 'file' as const;
   readonly location: string;
@@ -332,6 +344,63 @@ export class FileBlobStore implements BlobStore {
     return report;
   }
 
+  /**
+   * Rebuilds what the index lacks from the packs themselves (each record carries its size and
+   * sha256): after the index was lost or damaged (moved aside, a new one is made). Every whole
+   * record whose content matches its hash gets a row unless the object has one; each pack is
+   * synced before its rows are committed. Records a crash left unflushed become objects too
+   * (`blob gc` collects them if no entry refers to them).
+   */
+  async reindex(): Promise<ReindexReport> {
+    const report: ReindexReport = { packs: 0, records: 0, added: 0, damaged: 0, cutShort: 0 };
+    const names = this.guard('read', () => {
+      this.stmts();
+      return readdirSync(this.packDir).filter((name) => name.endsWith('.pack')).sort();
+    });
+    const header = Buffer.alloc(RECORD_HEADER_BYTES);
+    for (const name of names) {
+      if (this.current?.name === name) continue;
+      const path = join(this.packDir, name);
+      const found: Array<{ sha256: string; offset: number; size: number }> = [];
+      let putAt = Date.now();
+      const fd = openSync(path, 'r');
+      try {
+        const { size: length, mtimeMs } = statSync(path);
+        putAt = Math.floor(mtimeMs);
+        report.packs += 1;
+        for (let offset = 0; offset < length;) {
+          const size = offset + RECORD_HEADER_BYTES <= length && readAll(fd, header, offset) && header.readUInt32LE(0) === MAGIC ? Number(header.readBigUInt64LE(8)) : -1;
+          if (size < 0 || offset + RECORD_HEADER_BYTES + size > length) {
+            report.cutShort += 1;
+            break;
+          }
+          const sha256 = header.subarray(16, RECORD_HEADER_BYTES).toString('hex');
+          const hash = createHash('sha256');
+          const chunk = Buffer.allocUnsafe(Math.min(size, 1024 * 1024) || 1);
+          for (let at = 0; at < size;) {
+            const n = readSync(fd, chunk, 0, Math.min(chunk.length, size - at), offset + RECORD_HEADER_BYTES + at);
+            hash.update(chunk.subarray(0, n));
+            at += n;
+          }
+          report.records += 1;
+          if (hash.digest('hex') === sha256) found.push({ sha256, offset, size });
+          else report.damaged += 1;
+          offset += RECORD_HEADER_BYTES + size;
+        }
+        if (this.fsync) await datasync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      this.guard('write', () => this.transaction(() => {
+        const stmts = this.stmts();
+        if (!stmts.registered.get(name)) stmts.register.run(name, putAt);
+        for (const o of found) report.added += Number(stmts.reindex.run(o.sha256, name, o.offset, o.size, putAt).changes);
+      }));
+    }
+    await this.syncIndex();
+    return report;
+  }
+
   async probe(): Promise<void> {
     await this.put(new Uint8Array(0));
   }
@@ -572,6 +641,7 @@ export class FileBlobStore implements BlobStore {
       inPack: s('SELECT sha256, offset, size FROM objects WHERE pack = ? ORDER BY offset'),
       move: s('UPDATE objects SET pack = ?, offset = ? WHERE sha256 = ? AND pack = ?'),
       register: s('INSERT INTO packs (name, created_at) VALUES (?, ?)'),
+      reindex: s('INSERT INTO objects (sha256, pack, offset, size, put_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING'),
       registered: s('SELECT 1 FROM packs WHERE name = ?'),
       retire: s('DELETE FROM packs WHERE name = ?'),
     };
@@ -619,6 +689,16 @@ function writeHeader(target: Buffer, at: number, sha256: string, size: number): 
   target.writeUInt32LE(0, at + 4);
   target.writeBigUInt64LE(BigInt(size), at + 8);
   target.write(sha256, at + 16, 'hex');
+}
+
+/** Fills `target` from `position`; false at the end of the file. */
+function readAll(fd: number, target: Buffer, position: number): boolean {
+  for (let at = 0; at < target.length;) {
+    const n = readSync(fd, target, at, target.length - at, position + at);
+    if (n === 0) return false;
+    at += n;
+  }
+  return true;
 }
 
 function writeAll(fd: number, content: Uint8Array, position: number): void {
