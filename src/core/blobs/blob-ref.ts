@@ -1,8 +1,8 @@
 // Blob references: what an entry stores to name an object in the blob store. A ref is the
 // object's content address, `sha256:<64 hex>`, and says nothing about where the store is, so a
-// store can move (a directory copied, synced to S3) without touching one entry. Both stores lay
-// objects out under the same relative path, `sha256/<2 hex>/<2 hex>/<64 hex>`: a file store copied
-// into a bucket under the same prefix is a valid S3 store.
+// store can move (imported into another, a bucket replicated) without touching one entry. The
+// loose layout, one object at `sha256/<2 hex>/<2 hex>/<64 hex>`, is S3's keys below the prefix and
+// the format of backups and of `blob import`; the file store keeps packs with an index instead.
 
 const REF = /^sha256:([0-9a-f]{64})$/;
 const REF_ANYWHERE = /sha256:[0-9a-f]{64}/g;
