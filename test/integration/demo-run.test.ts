@@ -1,10 +1,11 @@
 // `mailstream demo` as an operator runs it, from an empty directory with nothing configured: every
 // seeded and live email lands in demo-output/emails.jsonl exactly once, the output says where to
 // look, and everything the demo started is gone afterwards, also when it is stopped by a signal.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { FileBlobStore } from '../../src/core/blobs/file-store.ts';
 import { BIN, baseEnv, parseLogLines, runCli } from '../helpers/cli.ts';
 import { generateCorpus } from '../helpers/corpus.ts';
 import { killAllTracked, spawnTracked } from '../helpers/processes.ts';
@@ -61,11 +62,15 @@ describe('mailstream demo', () => {
     expect(result.stdout).toContain(join(cwd, 'demo-output', 'emails.jsonl'));
     // Raw sources in the demo's own blob store, where the output says.
     expect(result.stdout).toContain(join(cwd, 'demo-output', 'blobs'));
-    for (const line of lines) {
-      const raw = emailOf(line).raw as { ref: string } | undefined;
-      expect(raw?.ref).toMatch(/^sha256:/);
-      const sha = raw!.ref.slice('sha256:'.length);
-      expect(existsSync(join(cwd, 'demo-output', 'blobs', 'sha256', sha.slice(0, 2), sha.slice(2, 4), sha))).toBe(true);
+    const store = new FileBlobStore({ dir: join(cwd, 'demo-output', 'blobs') });
+    try {
+      for (const line of lines) {
+        const raw = emailOf(line).raw as { ref: string; size: number } | undefined;
+        expect(raw?.ref).toMatch(/^sha256:/);
+        expect(await store.stat(raw!.ref)).toMatchObject({ size: raw!.size });
+      }
+    } finally {
+      await store.close();
     }
 
     const pids = reportedPids(result.stdout);
