@@ -112,6 +112,8 @@ export class FileBlobStore implements BlobStore {
   private current: Pack | undefined;
   private readonly pending = new Map<string, Pending>();
   private db: DatabaseSync | undefined;
+  /** A read transaction is open (see beginReading). */
+  private reading = false;
   private dbIno = 0;
   private checkedAt = 0;
   /** The index's write-ahead log, to sync commits through the thread pool. */
@@ -274,7 +276,10 @@ export class FileBlobStore implements BlobStore {
   async delete(ref: string): Promise<boolean> {
     const sha256 = sha256OfRef(ref);
     if (!sha256) return false;
-    return this.guard('write', () => Number(this.stmts().delete.run(sha256).changes) > 0);
+    return this.guard('write', () => {
+      this.endReading();
+      return Number(this.stmts().delete.run(sha256).changes) > 0;
+    });
   }
 
   /**
@@ -284,7 +289,10 @@ export class FileBlobStore implements BlobStore {
   async deleteIfOlderThan(ref: string, cutoff: Date): Promise<boolean> {
     const sha256 = sha256OfRef(ref);
     if (!sha256) return false;
-    return this.guard('write', () => Number(this.stmts().deleteOld.run(sha256, cutoff.getTime()).changes) > 0);
+    return this.guard('write', () => {
+      this.endReading();
+      return Number(this.stmts().deleteOld.run(sha256, cutoff.getTime()).changes) > 0;
+    });
   }
 
   /**
@@ -411,6 +419,7 @@ export class FileBlobStore implements BlobStore {
     if (this.current) this.closePackIfDone(this.current, true);
     this.pending.clear();
     this.current = undefined;
+    this.endReading();
     this.db?.close();
     this.db = undefined;
     if (this.wal) closeSync(this.wal.fd);
@@ -430,13 +439,38 @@ export class FileBlobStore implements BlobStore {
   private known(sha256: string): boolean {
     if (this.pending.has(sha256)) return true;
     const stmts = this.stmts();
+    this.beginReading();
     const row = stmts.get.get(sha256) as Row | undefined;
     if (!row) return false;
     const now = Date.now();
+    if (now - row.put_at <= REFRESH_AFTER_MS) return true;
     // gc deletes only rows older than its cutoff, in one statement with that condition: if the
     // refresh finds the row gone, gc took it just now and the content is written anew.
-    if (now - row.put_at > REFRESH_AFTER_MS) return Number(stmts.refresh.run(now, sha256).changes) > 0;
-    return true;
+    this.endReading();
+    return Number(stmts.refresh.run(now, sha256).changes) > 0;
+  }
+
+  /**
+   * Look-ups share one read transaction until the event loop turns: SQLite takes and drops file
+   * locks for each transaction, which cost more than a look-up itself. A row committed meanwhile
+   * by another writer may be missed; the content is then appended once more, and the index keeps
+   * the first copy (compaction takes the other).
+   */
+  private beginReading(): void {
+    if (this.reading) return;
+    this.database().exec('BEGIN');
+    this.reading = true;
+    setImmediate(() => this.endReading());
+  }
+
+  private endReading(): void {
+    if (!this.reading) return;
+    this.reading = false;
+    try {
+      this.db?.exec('COMMIT');
+    } catch {
+      // the connection went (closed, or reopened): its transaction with it
+    }
   }
 
   private append(sha256: string, content: Uint8Array): Pending {
@@ -485,6 +519,7 @@ export class FileBlobStore implements BlobStore {
   /** A new pack, registered in the index first (compaction removes only registered packs it retires). */
   private newPack(): Pack {
     const name = `${this.writer}-${this.packCount++}.pack`;
+    this.endReading();
     this.stmts().register.run(name, Date.now());
     const fd = openSync(join(this.packDir, name), 'wx', 0o600);
     return { name, fd, size: 0, openedAt: Date.now(), named: false, pending: 0, sealed: false, tail: undefined, tailBytes: 0 };
@@ -550,6 +585,7 @@ export class FileBlobStore implements BlobStore {
     this.closePackIfDone(pack, true);
     try {
       unlinkSync(join(this.packDir, pack.name));
+      this.endReading();
       this.stmts().retire.run(pack.name);
     } catch {
       // an empty pack left behind is removed by compaction
@@ -557,6 +593,7 @@ export class FileBlobStore implements BlobStore {
   }
 
   private transaction(work: () => void): void {
+    this.endReading();
     const db = this.database();
     db.exec('BEGIN IMMEDIATE');
     try {
@@ -601,6 +638,7 @@ export class FileBlobStore implements BlobStore {
       this.checkedAt = now;
       const at = statSync(path, { throwIfNoEntry: false });
       if (at?.ino === this.dbIno) return this.db;
+      this.endReading();
       this.db.close();
       this.db = undefined;
       this.statements = undefined;
