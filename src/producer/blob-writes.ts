@@ -42,6 +42,21 @@ export function deferringDurability(store: BlobStore): BlobStore {
   };
 }
 
+/**
+ * The chunks as one buffer: a message fetched whole arrives as consecutive views of its one buffer,
+ * which are joined by a view, not a copy.
+ */
+function joined(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const first = chunks[0];
+  let end = first ? first.byteOffset + first.byteLength : 0;
+  for (const chunk of chunks.slice(1)) {
+    if (chunk.buffer !== first!.buffer || chunk.byteOffset !== end) return Buffer.concat(chunks);
+    end += chunk.byteLength;
+  }
+  return first ? new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset) : new Uint8Array(0);
+}
+
 /** The writes of one message. */
 export class BlobWrites {
   readonly records: BlobWrite[] = [];
@@ -98,7 +113,7 @@ export class BlobWrites {
         if (heldBytes > RAW_HELD_BYTES) streaming = startStreaming();
       },
       end: () => {
-        if (!streaming) return this.track('raw', () => this.store.put(held.length === 1 ? held[0]! : Buffer.concat(held)));
+        if (!streaming) return this.track('raw', () => this.store.put(joined(held)));
         if (!failed) streaming.pass.end();
         return streaming.stored;
       },

@@ -52,6 +52,16 @@ describe('entry with a blob store', () => {
     expect(builder.blobWrites.every((w) => w.result === 'created')).toBe(true);
   });
 
+  it('a raw message arriving in separate buffers is stored as their concatenation', async () => {
+    const s = store();
+    const mail = makeMail('attachment', 2, mulberry32(6));
+    const builder = new EntryBuilder(META, OPTIONS, s);
+    // Copies, not views of one buffer: the pieces are joined by copying.
+    for (let i = 0; i < mail.raw.length; i += 777) builder.write(Buffer.from(mail.raw.subarray(i, i + 777)));
+    const entry = JSON.parse((await builder.finish()).email) as EmailEntry;
+    expect(await stored(s, entry.raw!.ref)).toEqual(mail.raw);
+  });
+
   it('keeps the start of a long text and html inline and the whole in the store; short ones need no ref', async () => {
     const s = store();
     const text = 'ü'.repeat(5000);
