@@ -3,34 +3,18 @@
 // does not match its name is reported as damaged (exit 1) and never stored as that blob, and a
 // second run finds everything there already.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { objectPath, refOf } from '../../src/core/blobs/blob-ref.ts';
 import type { BlobStore } from '../../src/core/blobs/blob-store.ts';
 import { FileBlobStore } from '../../src/core/blobs/file-store.ts';
-import { S3BlobStore } from '../../src/core/blobs/s3-store.ts';
 import type { ImportReport } from '../../src/ops/blob-import.ts';
 import { runCli } from '../helpers/cli.ts';
-import { S3_CREDENTIALS, startS3Server, type S3Server } from '../helpers/s3-server.ts';
+import { blobBytes, useBlobTestbed } from '../helpers/blob-testbed.ts';
 
-let s3: S3Server;
-const dirs: string[] = [];
-const stores: BlobStore[] = [];
-
-beforeAll(async () => { s3 = await startS3Server(); });
-afterAll(async () => {
-  await Promise.all(stores.map((s) => s.close()));
-  await s3?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function tempDir(name: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `ms-${name}-`));
-  dirs.push(dir);
-  return dir;
-}
+const testbed = useBlobTestbed({ s3: true });
+const tempDir = (name: string): string => testbed.tempDir(name);
 
 const sha = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -55,18 +39,12 @@ function backupFolder(): { dir: string; good: Map<string, Buffer>; damagedRef: s
   return { dir, good, damagedRef: refOf(damagedName), damagedPath: objectPath(refOf(damagedName)) };
 }
 
-async function bytesOf(store: BlobStore, ref: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of await store.open(ref)) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
 const backends = [
   {
     backend: 'file',
     target: () => {
       const dir = tempDir('import-store');
-      return { env: { BLOB_STORE_URL: `file://${dir}` }, open: (): BlobStore => new FileBlobStore({ dir }) };
+      return { env: { BLOB_STORE_URL: `file://${dir}` }, open: (): BlobStore => testbed.track(new FileBlobStore({ dir })) };
     },
   },
   {
@@ -74,8 +52,8 @@ const backends = [
     target: () => {
       const prefix = `import-${randomBytes(3).toString('hex')}`;
       return {
-        env: s3.env(prefix),
-        open: (): BlobStore => new S3BlobStore({ bucket: s3.bucket, prefix: `${prefix}/`, endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3_CREDENTIALS }),
+        env: testbed.s3.env(prefix),
+        open: (): BlobStore => testbed.s3Store(`${prefix}/`),
       };
     },
   },
@@ -95,9 +73,8 @@ describe.each(backends)('blob import into a $backend store', ({ target }) => {
     expect(first.stdout).toContain(`4 blob file(s) in ${dir}`);
     expect(first.stdout).toMatch(/imported 3 \(3\.0 MiB\), 0 already there, 1 damaged, 1 other file\(s\) ignored/);
     const store = open();
-    stores.push(store);
     expect(first.stdout).toContain(`damaged ${damagedPath}: its content hashes to sha256:${sha(Buffer.from('what the disk gave back'))}`);
-    for (const [ref, content] of good) expect((await bytesOf(store, ref)).equals(content), ref).toBe(true);
+    for (const [ref, content] of good) expect((await blobBytes(store, ref)).equals(content), ref).toBe(true);
     expect(await store.stat(damagedRef)).toBeNull();
 
     const second = await runCli(['blob', 'import', dir, '--json'], env);

@@ -3,28 +3,20 @@
 // record whose bytes no longer match its hash is reported (exit 1) and never indexed, and a pack
 // cut short by a crash is read up to its last whole record.
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, closeSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileBlobStore, INDEX_FILE, PACK_DIR, type ReindexReport } from '../../src/core/blobs/file-store.ts';
+import { blobBytes, useBlobTestbed } from '../helpers/blob-testbed.ts';
 import { runCli } from '../helpers/cli.ts';
 
-const dirs: string[] = [];
-afterAll(() => { for (const dir of dirs) rmSync(dir, { recursive: true, force: true }); });
+const testbed = useBlobTestbed();
 
 const sha = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
-async function bytesOf(store: FileBlobStore, ref: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of await store.open(ref)) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
 describe('blob reindex', () => {
   it('brings back every whole record of a lost index, reports a damaged one and a pack cut short', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ms-reindex-'));
-    dirs.push(dir);
+    const dir = testbed.tempDir('reindex');
     const writer = new FileBlobStore({ dir });
     const small = Array.from({ length: 20 }, (_, i) => Buffer.from(`message ${i}\r\n`));
     const large = randomBytes(3 * 1024 * 1024);
@@ -49,9 +41,9 @@ describe('blob reindex', () => {
     const reader = new FileBlobStore({ dir });
     for (const [i, content] of small.entries()) {
       if (i === 3) expect(await reader.stat(damaged.ref)).toBeNull();
-      else expect(await bytesOf(reader, puts[i]!.ref)).toEqual(content);
+      else expect(await blobBytes(reader, puts[i]!.ref)).toEqual(content);
     }
-    expect(sha(await bytesOf(reader, puts[20]!.ref))).toBe(sha(large));
+    expect(sha(await blobBytes(reader, puts[20]!.ref))).toBe(sha(large));
     await reader.close();
 
     // A second run finds everything indexed; the human-readable line says so.

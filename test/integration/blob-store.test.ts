@@ -2,51 +2,22 @@
 // server on loopback (s3rver). Content-addressed: the same bytes are stored once under
 // sha256:<hex>; streamed content is hashed on the way; a store that does not answer fails typed.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { objectPath } from '../../src/core/blobs/blob-ref.ts';
 import type { BlobStore } from '../../src/core/blobs/blob-store.ts';
 import { FileBlobStore, INDEX_FILE, PACK_DIR, packBytes, RECORD_HEADER_BYTES } from '../../src/core/blobs/file-store.ts';
-import { S3BlobStore } from '../../src/core/blobs/s3-store.ts';
+import type { S3BlobStore } from '../../src/core/blobs/s3-store.ts';
 import { BlobNotFoundError, BlobStoreUnavailableError } from '../../src/core/errors.ts';
-import { S3_CREDENTIALS, startS3Server, type S3Server } from '../helpers/s3-server.ts';
+import { streamBytes, useBlobTestbed } from '../helpers/blob-testbed.ts';
 
-let s3: S3Server;
-const dirs: string[] = [];
-const stores: BlobStore[] = [];
-
-beforeAll(async () => { s3 = await startS3Server(); });
-afterAll(async () => {
-  await Promise.all(stores.map((s) => s.close()));
-  await s3?.destroy();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function fileStore(): FileBlobStore {
-  const dir = mkdtempSync(join(tmpdir(), 'ms-blobs-'));
-  dirs.push(dir);
-  const store = new FileBlobStore({ dir });
-  stores.push(store);
-  return store;
-}
-
-function s3Store(prefix = `p-${randomBytes(3).toString('hex')}/`): S3BlobStore {
-  const store = new S3BlobStore({ bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3_CREDENTIALS });
-  stores.push(store);
-  return store;
-}
+const testbed = useBlobTestbed({ s3: true });
+const fileStore = (): FileBlobStore => testbed.fileStore();
+const s3Store = (prefix = `p-${randomBytes(3).toString('hex')}/`): S3BlobStore => testbed.s3Store(prefix);
 
 const sha = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
-
-async function bytesOf(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 async function* chunked(data: Buffer, size: number): AsyncGenerator<Uint8Array> {
   for (let offset = 0; offset < data.length; offset += size) yield data.subarray(offset, offset + size);
@@ -70,7 +41,7 @@ describe.each([
     const again = await store.put(Buffer.from(data));
     expect(again.ref).toBe(first.ref);
     if (backend === 'file') expect(again.created).toBe(false);
-    expect(await bytesOf(await store.open(first.ref))).toEqual(data);
+    expect(await streamBytes(await store.open(first.ref))).toEqual(data);
     expect(await store.stat(first.ref)).toMatchObject({ ref: first.ref, size: data.length });
     expect(await listed(store)).toEqual([first.ref]);
   });
@@ -80,7 +51,7 @@ describe.each([
     const data = randomBytes(12 * 1024 * 1024);
     const streamed = await store.putStream(chunked(data, 512 * 1024));
     expect(streamed).toMatchObject({ ref: `sha256:${sha(data)}`, size: data.length, created: true });
-    expect(sha(await bytesOf(await store.open(streamed.ref)))).toBe(sha(data));
+    expect(sha(await streamBytes(await store.open(streamed.ref)))).toBe(sha(data));
     // Large content is looked for before it is sent again (and its time renewed).
     const before = (await store.stat(streamed.ref))!.modifiedAt;
     expect((await store.put(data)).created).toBe(false);
@@ -95,7 +66,7 @@ describe.each([
     expect((await store.putStream(chunked(small, 1000))).ref).toBe(`sha256:${sha(small)}`);
     const empty = await store.put(new Uint8Array(0));
     expect(empty).toMatchObject({ ref: `sha256:${sha(new Uint8Array(0))}`, size: 0 });
-    expect((await bytesOf(await store.open(empty.ref))).length).toBe(0);
+    expect((await streamBytes(await store.open(empty.ref))).length).toBe(0);
   });
 
   it('a missing ref: open rejects typed, stat is null, delete is false; delete removes', async () => {
@@ -123,9 +94,9 @@ describe.each([
       store.putStream(chunked(large, 256 * 1024), { durable: false }),
     ]);
     await store.flush(puts.map((p) => p.ref));
-    for (const [i, content] of small.entries()) expect(await bytesOf(await store.open(puts[i]!.ref))).toEqual(content);
+    for (const [i, content] of small.entries()) expect(await streamBytes(await store.open(puts[i]!.ref))).toEqual(content);
     expect(puts[20]!.ref).toBe(puts[0]!.ref);
-    expect(sha(await bytesOf(await store.open(puts[21]!.ref)))).toBe(sha(large));
+    expect(sha(await streamBytes(await store.open(puts[21]!.ref)))).toBe(sha(large));
     expect(await listed(store)).toEqual([...new Set(puts.map((p) => p.ref))].sort());
     await expect(store.flush([])).resolves.toBeUndefined();
   });
@@ -145,13 +116,13 @@ describe('s3 store specifics', () => {
 
   it('a server that is down fails puts and probes with BlobStoreUnavailableError, and works again when it is back', async () => {
     const store = s3Store();
-    await s3.stop();
+    await testbed.s3.stop();
     try {
       await expect(store.put(Buffer.from('while down'))).rejects.toBeInstanceOf(BlobStoreUnavailableError);
       await expect(store.putStream(chunked(randomBytes(9 * 1024 * 1024), 1024 * 1024))).rejects.toBeInstanceOf(BlobStoreUnavailableError);
       await expect(store.probe()).rejects.toBeInstanceOf(BlobStoreUnavailableError);
     } finally {
-      await s3.start();
+      await testbed.s3.start();
     }
     await expect(store.probe()).resolves.toBeUndefined();
     expect((await store.put(Buffer.from('after'))).created).toBe(true);
@@ -176,9 +147,7 @@ describe('file store specifics', () => {
 
   /** Another store on the same directory (another process, in production). */
   function sameDir(store: FileBlobStore): FileBlobStore {
-    const other = new FileBlobStore({ dir: store.location });
-    stores.push(other);
-    return other;
+    return testbed.track(new FileBlobStore({ dir: store.location }));
   }
 
   const packs = (store: FileBlobStore) => readdirSync(join(store.location, PACK_DIR)).filter((n) => n.endsWith('.pack')).sort();
@@ -211,7 +180,7 @@ describe('file store specifics', () => {
     expect(await store.stat(ref)).toBeNull();
     // Gone from the index, its content is written anew by the next put.
     expect((await store.put(Buffer.from('old mail'))).created).toBe(true);
-    expect(await bytesOf(await store.open(ref))).toEqual(Buffer.from('old mail'));
+    expect(await streamBytes(await store.open(ref))).toEqual(Buffer.from('old mail'));
   });
 
   it('compaction rewrites a pack that is mostly garbage; readers find the objects kept, a reader already reading reads on', async () => {
@@ -234,8 +203,8 @@ describe('file store specifics', () => {
     expect(packs(store)).toEqual(before);
     expect(await gc.compact(cutoff, false)).toEqual(dry);
     expect(packs(store)).not.toContain(before[0]);
-    expect(await bytesOf(reading)).toEqual(keep);
-    expect(await bytesOf(await store.open(kept.ref))).toEqual(keep);
+    expect(await streamBytes(reading)).toEqual(keep);
+    expect(await streamBytes(await store.open(kept.ref))).toEqual(keep);
     expect(await listed(store)).toEqual([kept.ref]);
     expect(packBytes(store.location)).toBe(RECORD_HEADER_BYTES + 2000);
     // A pack mostly referenced is left alone.
@@ -258,7 +227,7 @@ describe('file store specifics', () => {
     expect(await gc.compact(new Date(Date.now() - 86_400_000), false)).toEqual({ packs: 1, bytesFreed: RECORD_HEADER_BYTES + unflushed.length });
     expect(packs(store).filter((name) => old.includes(name))).toEqual([]);
     expect(await listed(gc)).toEqual([durable.ref, young.ref].sort());
-    expect(await bytesOf(await gc.open(durable.ref))).toEqual(Buffer.from('flushed'));
+    expect(await streamBytes(await gc.open(durable.ref))).toEqual(Buffer.from('flushed'));
     expect(packBytes(store.location)).toBe(RECORD_HEADER_BYTES * 2 + 'flushed'.length + 'young'.length);
   });
 
@@ -272,7 +241,7 @@ describe('file store specifics', () => {
     await expect(store.flush([ref])).rejects.toBeInstanceOf(BlobStoreUnavailableError);
     expect((await store.put(content, { durable: false })).created).toBe(true);
     await store.flush([ref]);
-    expect(await bytesOf(await gc.open(ref))).toEqual(content);
+    expect(await streamBytes(await gc.open(ref))).toEqual(content);
   });
 
   it('flush refuses a ref that was never stored: a barrier never vouches for a missing object', async () => {
@@ -284,8 +253,7 @@ describe('file store specifics', () => {
   });
 
   it('a directory it cannot write fails puts and probes with BlobStoreUnavailableError', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ms-blobs-'));
-    dirs.push(dir);
+    const dir = testbed.tempDir('blobs');
     writeFileSync(join(dir, 'not-a-dir'), '');
     const store = new FileBlobStore({ dir: join(dir, 'not-a-dir') });
     await expect(store.put(Buffer.from('x'))).rejects.toBeInstanceOf(BlobStoreUnavailableError);

@@ -11,6 +11,7 @@ import { FileBlobStore } from '../../src/core/blobs/file-store.ts';
 import { ENTRY_VERSION, type EmailEntry } from '../../src/core/entry.ts';
 import { BlobStoreUnavailableError } from '../../src/core/errors.ts';
 import { buildEntry, EntryBuilder, type FetchMeta } from '../../src/producer/email-entry.ts';
+import { blobBytes } from '../helpers/blob-testbed.ts';
 import { makeMail, mulberry32 } from '../helpers/corpus.ts';
 
 const META: FetchMeta = { account: 'a@example.com', mailbox: 'INBOX', uidValidity: '7', uid: 3, internalDate: '2026-01-02T03:04:05.000Z', flags: [], size: 10 };
@@ -25,11 +26,7 @@ function store(): FileBlobStore {
 }
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-async function stored(s: FileBlobStore, ref: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of await s.open(ref)) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
+const stored = blobBytes;
 
 describe('entry with a blob store', () => {
   it('stores the raw message byte for byte and each attachment decoded, and points at them', async () => {
