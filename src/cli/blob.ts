@@ -71,12 +71,13 @@ export function registerBlob(program: Command): void {
           if (presign !== undefined && !store.presignGet) throw new UsageError('--presign needs an s3:// store');
           const stat = await statObject(store, ref, presign);
           process.stdout.write(opts.json ? `${JSON.stringify(stat, null, 2)}\n`
-            : `${stat.ref}\n  size ${stat.size} bytes, written ${stat.modifiedAt}\n  ${stat.location.replace(/\/$/, '')}/${stat.path}\n${stat.url ? `  ${stat.url}\n` : ''}`);
+            : `${stat.ref}\n  size ${stat.size} bytes, written ${stat.modifiedAt}\n  ${stat.location.replace(/\/$/, '')}/${stat.path}${stat.offset !== undefined ? ` at byte ${stat.offset}` : ''}\n${stat.url ? `  ${stat.url}\n` : ''}`);
           return;
         }
         const summary = await summarizeStore(store);
         process.stdout.write(opts.json ? `${JSON.stringify(summary, null, 2)}\n`
-          : `${summary.kind} store ${summary.location}\n  ${summary.objects} objects, ${summary.bytes} bytes (${mib(summary.bytes)})${summary.oldest ? `, written ${summary.oldest} .. ${summary.newest}` : ''}\n`);
+          : `${summary.kind} store ${summary.location}\n  ${summary.objects} objects, ${summary.bytes} bytes (${mib(summary.bytes)})${summary.oldest ? `, written ${summary.oldest} .. ${summary.newest}` : ''}\n`
+            + (summary.packBytes !== undefined ? `  pack files take ${mib(summary.packBytes)} on disk (record headers, and garbage until blob gc compacts it)\n` : ''));
       } finally {
         await store.close();
       }

@@ -3,10 +3,10 @@
 // record whose bytes no longer match its hash is reported (exit 1) and never indexed, and a pack
 // cut short by a crash is read up to its last whole record.
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FileBlobStore, INDEX_FILE, PACK_DIR, type ReindexReport } from '../../src/core/blobs/file-store.ts';
+import { FileBlobStore, INDEX_FILE, PACK_DIR, packBytes, type ReindexReport } from '../../src/core/blobs/file-store.ts';
 import { blobBytes, useBlobTestbed } from '../helpers/blob-testbed.ts';
 import { runCli } from '../helpers/cli.ts';
 
@@ -49,6 +49,13 @@ describe('blob reindex', () => {
     // A second run finds everything indexed; the human-readable line says so.
     const again = await runCli(['blob', 'reindex'], env);
     expect(again.stdout).toMatch(/21 record\(s\) in \d pack file\(s\), 0 added to the index, 1 damaged/);
+
+    // blob stat: where an object lies in its pack, and what the packs take on disk.
+    const one = JSON.parse((await runCli(['blob', 'stat', puts[5]!.ref, '--json'], env)).stdout) as { path: string; offset: number; size: number };
+    expect(one.path).toMatch(/^packs\/.+\.pack$/);
+    expect(readFileSync(join(dir, one.path)).subarray(one.offset, one.offset + one.size)).toEqual(small[5]);
+    const summary = JSON.parse((await runCli(['blob', 'stat', '--json'], env)).stdout) as { objects: number; packBytes: number };
+    expect(summary).toMatchObject({ objects: puts.length - 1, packBytes: packBytes(dir) });
   });
 
   it('without a store: a configuration error naming BLOB_STORE_URL', async () => {
