@@ -1,4 +1,5 @@
-// `mailstream blob reindex`: the file store's index rebuilt from its packs after the index was lost.
+// `mailstream blob reindex`: the file store's index rebuilt from its packs after the index was lost
+// (and `blob stat` on the result: an object's pack and offset, what the packs take on disk).
 // Each record carries its size and hash, so every whole record comes back as a readable blob; a
 // record whose bytes no longer match its hash is reported (exit 1) and never indexed, and a pack
 // cut short by a crash is read up to its last whole record.
