@@ -50,7 +50,7 @@ export function createMetrics(role: Role, version = '0.1.0') {
     blobWrites: new Counter({ name: 'mailstream_blob_writes_total', help: 'Objects put in the blob store: created, or existing (the same content was there, nothing written)', labelNames: ['kind', 'result'] as const, registers: r }),
     blobWriteFailures: new Counter({ name: 'mailstream_blob_write_failures_total', help: 'Puts the blob store did not take, by kind of object; kind="barrier": a batch\'s objects not made durable by its barrier (the email waits, nothing is appended without its blobs)', labelNames: ['kind'] as const, registers: r }),
     blobWrittenBytes: new Counter({ name: 'mailstream_blob_written_bytes_total', help: 'Bytes of the objects created in the blob store', labelNames: ['kind'] as const, registers: r }),
-    blobWriteDuration: new Histogram({ name: 'mailstream_blob_write_duration_seconds', help: 'Time of one put, from its first byte to the object being written (the producer makes the objects of a batch durable together, right before its append)', labelNames: ['kind'] as const, buckets: LATENCY_BUCKETS, registers: r }),
+    blobWriteDuration: new Histogram({ name: 'mailstream_blob_write_duration_seconds', help: 'Time of one put, from its first byte to the object being written; kind="barrier": making a batch\'s objects durable together, right before its append (where a file store waits on the disk)', labelNames: ['kind'] as const, buckets: LATENCY_BUCKETS, registers: r }),
     blobStoreUp: new Gauge({ name: 'mailstream_blob_store_up', help: '1 while the blob store takes writes (absent without a store)', registers: r }),
 
     // --- worker ---

@@ -166,6 +166,8 @@ describe.each([
     for (const kind of ['raw', 'attachment', 'html']) expect(metricValue(metrics, 'mailstream_blob_writes_total', `kind="${kind}",result="created"`), kind).toBeGreaterThan(0);
     expect(metricValue(metrics, 'mailstream_blob_written_bytes_total', 'kind="attachment"')).toBeGreaterThanOrEqual(big.pdf.length);
     expect(metricValue(metrics, 'mailstream_blob_write_failures_total')).toBeNaN();
+    // Each batch's barrier is timed too (where the file store waits on its disk).
+    expect(metricValue(metrics, 'mailstream_blob_write_duration_seconds_count', 'kind="barrier"')).toBeGreaterThan(0);
     expect(metricValue(metrics, 'mailstream_blob_store_up')).toBe(1);
     const status = await (await fetch(`${url}/status`)).json() as { blobStore: { kind: string; available: boolean } };
     expect(status.blobStore).toMatchObject({ kind: backend, available: true });
