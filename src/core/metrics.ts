@@ -68,6 +68,9 @@ export function createMetrics(role: Role, version = '0.1.0') {
     orphansClaimed: new Counter({ name: 'mailstream_orphans_claimed_total', help: 'Pending entries claimed from consumers that stopped', registers: r }),
     consumersRemoved: new Counter({ name: 'mailstream_consumers_removed_total', help: 'Dead consumers with nothing pending removed from the group', registers: r }),
     inFlight: new Gauge({ name: 'mailstream_deliveries_in_flight', help: 'Deliveries under way in this worker', registers: r }),
+    blobReads: new Counter({ name: 'mailstream_blob_reads_total', help: 'Objects read from the blob store for deliveries, by result: ok (read, or let go early by the reader), missing (the store has no such object), unavailable (the store did not answer, or failed mid-read)', labelNames: ['result'] as const, registers: r }),
+    blobReadBytes: new Counter({ name: 'mailstream_blob_read_bytes_total', help: 'Bytes read from the blob store for deliveries', registers: r }),
+    blobReadDuration: new Histogram({ name: 'mailstream_blob_read_duration_seconds', help: 'Time of one read from the blob store, from the open to the end of the read (or the reader letting go)', buckets: LATENCY_BUCKETS, registers: r }),
 
     // --- stream state (both roles refresh it) ---
     streamLength: new Gauge({ name: 'mailstream_stream_length', help: 'Entries in the email stream', labelNames: ['account'] as const, registers: r }),

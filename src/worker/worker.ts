@@ -46,6 +46,7 @@ export async function startWorker(ctx: DaemonContext, options: WorkerOptions): P
   const breakerPollMs = Math.min(250, resetTimeoutMs);
 
   for (const reason of DEAD_LETTER_REASONS) metrics.emailsDeadLettered.inc({ reason }, 0);
+  sink.useMetrics?.(metrics);
   metrics.emailsDelivered.inc({ sink: sink.kind }, 0);
   metrics.emailsRetried.inc({ sink: sink.kind }, 0);
   metrics.settleBlocked.set(0);

@@ -158,6 +158,10 @@ export async function handleBatch(emails, ctx) {
     expect(ready.status).toBe(503);
     expect(((await ready.json()) as { reasons: string[] }).reasons.join('; ')).toMatch(/blob store/);
     expect(metricValue(await metrics(), 'mailstream_delivery_failures_total', 'kind="blob-unavailable"')).toBeGreaterThan(0);
+    // The reads themselves: the store answered none (S3 down) or had nothing there (the directory gone).
+    const reads = await metrics();
+    expect(metricValue(reads, 'mailstream_blob_reads_total', 'result="unavailable"') + metricValue(reads, 'mailstream_blob_reads_total', 'result="missing"')).toBeGreaterThan(0);
+    expect(metricValue(reads, 'mailstream_blob_reads_total', 'result="ok"')).toBe(0);
     const mine = () => receiver.requests.filter((r) => entries.some((e) => e.key === r.key));
     expect(mine()).toEqual([]);
 

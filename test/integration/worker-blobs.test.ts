@@ -24,7 +24,7 @@ import { killAllTracked } from '../helpers/processes.ts';
 import { producerEnv } from '../helpers/producer-env.ts';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { startS3Server, type S3Server } from '../helpers/s3-server.ts';
-import { readEntries } from '../helpers/stream-read.ts';
+import { metricValue, readEntries } from '../helpers/stream-read.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 const USER = 'user@example.com';
@@ -164,6 +164,16 @@ describe.each([
         && Number(rows.rows[0]!.n) === 7 && jsonLines(moduleLog).length === 7;
     };
     await eventually(delivered, { what: 'seven emails in every sink' });
+    // The module read every attachment whole through ctx.blobs; the JSONL worker the long HTML.
+    const metricsOf = async (worker: Daemon) => (await fetch(`${(await worker.waitForLog((l) => l.msg === 'health and metrics listening')).url as string}/metrics`)).text();
+    const moduleMetrics = await metricsOf(workers[4]!);
+    expect(metricValue(moduleMetrics, 'mailstream_blob_reads_total', 'result="ok"')).toBeGreaterThanOrEqual(attachmentCount);
+    expect(metricValue(moduleMetrics, 'mailstream_blob_read_bytes_total')).toBeGreaterThanOrEqual(big.pdf.length);
+    expect(metricValue(moduleMetrics, 'mailstream_blob_read_duration_seconds_count')).toBeGreaterThanOrEqual(attachmentCount);
+    expect(metricValue(moduleMetrics, 'mailstream_blob_reads_total', 'result="unavailable"')).toBe(0);
+    const jsonlMetrics = await metricsOf(workers[1]!);
+    expect(metricValue(jsonlMetrics, 'mailstream_blob_reads_total', 'result="ok"')).toBeGreaterThanOrEqual(1);
+    expect(metricValue(jsonlMetrics, 'mailstream_blob_read_bytes_total')).toBeGreaterThanOrEqual(Buffer.byteLength(long.html));
     expect((await Promise.all(workers.map((w) => w.stop()))).every((code) => code === 0)).toBe(true);
 
     // Webhook: the bytes inline (file store) or behind a presigned URL (S3), each as its sha256 says.

@@ -3,6 +3,8 @@
 // wrapped so it gets what the store holds for its emails (blob-bodies.ts).
 import type { Config } from '../../config/load.ts';
 import { openBlobStore } from '../../core/blobs/open-store.ts';
+import type { Metrics } from '../../core/metrics.ts';
+import { measuredReads } from './blob-read-metrics.ts';
 import type { BlobStore } from '../../core/blobs/blob-store.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { webhookAttachments } from './attachments-webhook.ts';
@@ -62,11 +64,14 @@ export async function createSink(config: Pick<Config, 'worker' | 'blobs'>, optio
   }
   // The store is opened only for a sink that reads it: the bodies, the webhook's links, a module's ctx.blobs.
   const needsStore = worker.bodies === 'whole' || kind === 'module' || (kind === 'webhook' && worker.webhookAttachments !== 'refs');
-  const store = needsStore ? await openBlobStore(config.blobs.store) : null;
+  const opened = needsStore ? await openBlobStore(config.blobs.store) : null;
+  const store = opened ? measuredReads(opened) : null;
   try {
     const sink = await createPlainSink(kind, worker, options, store);
     const rewrites = rewritesFor(kind, worker, store);
-    return rewrites.length > 0 || store ? withBlobs(sink, store, rewrites, { concurrency: options.concurrency }) : sink;
+    if (rewrites.length === 0 && !store) return sink;
+    const wrapped = withBlobs(sink, store, rewrites, { concurrency: options.concurrency });
+    return store ? Object.assign(wrapped, { useMetrics: (metrics: Metrics) => store.useMetrics(metrics) }) : wrapped;
   } catch (err) {
     await store?.close();
     throw err;

@@ -3,6 +3,7 @@
 // (permanent); the worker turns those outcomes into acknowledgements, retry schedules and dead
 // letters in one Redis step per batch (src/core/scripts/settleBatch).
 import type { DeliveryRetryKind } from '../../core/errors.ts';
+import type { Metrics } from '../../core/metrics.ts';
 import type { StreamEntry } from '../entries.ts';
 
 export type SinkKind = 'webhook' | 'postgres' | 'jsonl' | 'module';
@@ -44,6 +45,8 @@ export interface Sink {
   /** Throws with a short reason when the sink does not answer (for /ready). */
   check(): Promise<void>;
   close(): Promise<void>;
+  /** Given the daemon's metrics once they exist (a sink reading the blob store counts its reads). */
+  useMetrics?(metrics: Metrics): void;
 }
 
 export interface SinkOptions {
