@@ -5,14 +5,15 @@
 // WAL): the object's sha256, its pack, offset, size and the time it was last put.
 //
 // Durability is per batch: a put with `durable: false` only appends; `flush(refs)` syncs the packs
-// involved, then commits their index rows in one transaction (SQLite syncs its log). An object is
+// involved, commits their index rows in one transaction and syncs the index's log. An object is
 // visible to readers only once its row is committed, and a row is committed only after its bytes
 // are on disk, so no reader (and no entry appended after the flush) finds a row without its data.
 // A crash leaves appended bytes no row points at; `compact` (run by `blob gc`) reclaims them.
 //
-// Putting content that is there already adds no bytes; it refreshes the row's time when that time
-// is older than REFRESH_AFTER_MS: `blob gc` goes by it, so content a new entry refers to again is
-// never collected from under it (gc's minimum age is far above REFRESH_AFTER_MS).
+// Putting content that is there already adds no bytes (unless another writer indexed it a moment
+// before: then the index keeps one copy, compaction takes the other); it refreshes the row's time
+// when that time is older than REFRESH_AFTER_MS: `blob gc` goes by it, so content a new entry
+// refers to again is never collected from under it (gc's minimum age is far above that).
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, createReadStream, fdatasync, fsync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
