@@ -2,7 +2,8 @@
 // server on loopback (s3rver). Content-addressed: the same bytes are stored once under
 // sha256:<hex>; streamed content is hashed on the way; a store that does not answer fails typed.
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync, statfsSync, utimesSync, writeFileSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -242,6 +243,33 @@ describe('file store specifics', () => {
     expect((await store.put(content, { durable: false })).created).toBe(true);
     await store.flush([ref]);
     expect(await streamBytes(await gc.open(ref))).toEqual(content);
+  });
+
+  it('a full disk fails the flush typed, indexes nothing of it, and once there is room the content is written anew', async () => {
+    // A filesystem of its own, 1 MiB, so filling it touches nothing else (the tests run as root).
+    const mountPoint = testbed.tempDir('full-disk');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountPoint]);
+    try {
+      const store = testbed.fileStore(join(mountPoint, 'store'));
+      await store.put(Buffer.from('written while there was room'));
+      const ballast = join(mountPoint, 'ballast');
+      // Whatever is left but 100 KiB; the next object needs 400 KiB.
+      writeFileSync(ballast, Buffer.alloc(Math.max(0, statfsSync(mountPoint).bavail * statfsSync(mountPoint).bsize - 100 * 1024)));
+      const content = randomBytes(400 * 1024);
+      const { ref } = await store.put(content, { durable: false });
+      const full = store.flush([ref]);
+      await expect(full).rejects.toBeInstanceOf(BlobStoreUnavailableError);
+      await expect(full).rejects.toThrow(/ENOSPC/);
+      expect(await store.stat(ref)).toBeNull();
+      await expect(store.flush([ref])).rejects.toThrow(/was not stored/);
+      rmSync(ballast);
+      expect((await store.put(content, { durable: false })).created).toBe(true);
+      await store.flush([ref]);
+      expect(await streamBytes(await sameDir(store).open(ref))).toEqual(content);
+      await store.close();
+    } finally {
+      execFileSync('umount', ['-l', mountPoint]);
+    }
   });
 
   it('flush refuses a ref that was never stored: a barrier never vouches for a missing object', async () => {

@@ -75,6 +75,8 @@ interface Pack {
   pending: number;
   /** No more appends (rolled over, or a pack of one streamed object). */
   sealed: boolean;
+  /** A write or a sync of it failed: none of its unindexed objects may be indexed. */
+  failed: boolean;
   /**
    * Records appended and not yet written, from `size - tailBytes` on: small objects reach the file
    * a MiB at a time, and at the latest when a flush names one (nothing reads an unindexed object).
@@ -209,6 +211,10 @@ export class FileBlobStore implements BlobStore {
         for (const pack of packs) this.failPack(pack);
         throw this.unavailable('sync', err);
       }
+      // A pack another flush saw fail while this one waited: Linux reports a failed writeback to
+      // one sync only, so this one's success says nothing about the data.
+      const failed = packs.find((pack) => pack.failed);
+      if (failed) throw new BlobStoreUnavailableError(`blob store ${this.location}: pack ${failed.name} failed a write or a sync`);
       for (const pack of packs) pack.named = true;
       const retired = this.guard('sync', () => this.index(mine));
       if (retired.length > 0) {
@@ -523,7 +529,7 @@ export class FileBlobStore implements BlobStore {
     this.endReading();
     this.stmts().register.run(name, Date.now());
     const fd = openSync(join(this.packDir, name), 'wx', 0o600);
-    return { name, fd, size: 0, openedAt: Date.now(), named: false, pending: 0, sealed: false, tail: undefined, tailBytes: 0 };
+    return { name, fd, size: 0, openedAt: Date.now(), named: false, pending: 0, sealed: false, failed: false, tail: undefined, tailBytes: 0 };
   }
 
   /**
@@ -566,6 +572,7 @@ export class FileBlobStore implements BlobStore {
   /** A pack that failed a write or a sync: its unindexed objects are forgotten (a later put writes them anew). */
   private failPack(pack: Pack): void {
     pack.sealed = true;
+    pack.failed = true;
     for (const [sha256, pending] of this.pending) {
       if (pending.pack !== pack) continue;
       pending.settled = true;
