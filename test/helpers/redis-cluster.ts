@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
+import { freePort, isPortFree } from '../../src/ops/local/ports.ts';
 import { startRedisServer, type RedisServer } from './redis-server.ts';
 import { eventually } from './ports.ts';
 
@@ -82,13 +83,25 @@ function parseNodes(text: string, nodes: RedisServer[]): ClusterNodeInfo[] {
   }).filter((n) => nodes.some((s) => s.port === n.port));
 }
 
+/**
+ * A port a cluster node can take: its cluster bus listens 10,000 higher, so the port must be at
+ * most 55535 (redis-server refuses more; the kernel hands out free ports up to 60999) and that bus
+ * port must be free too.
+ */
+async function clusterPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port <= 55_535 && await isPortFree(port + 10_000)) return port;
+  }
+}
+
 export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<RedisCluster> {
   const masters = options.masters ?? 3;
   const replicas = options.replicas ?? 1;
   const nodes: RedisServer[] = [];
   // A short node timeout makes an unplanned failover take about a second instead of fifteen.
   const extraArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000', ...(options.extraArgs ?? [])];
-  for (let i = 0; i < masters * (1 + replicas); i++) nodes.push(await startRedisServer({ aof: options.aof ?? true, extraArgs }));
+  for (let i = 0; i < masters * (1 + replicas); i++) nodes.push(await startRedisServer({ aof: options.aof ?? true, extraArgs, choosePort: clusterPort }));
   const seeds = nodes.map((n) => `127.0.0.1:${n.port}`);
   await run('redis-cli', ['--cluster', 'create', ...seeds, '--cluster-replicas', String(replicas), '--cluster-yes']);
 

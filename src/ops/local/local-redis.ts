@@ -14,6 +14,8 @@ export interface LocalRedisOptions {
   extraArgs?: string[];
   /** How the server process is started (the tests pass one that tracks it). */
   spawn?: SpawnFn;
+  /** Picks the port (a cluster node needs one with its bus port, 10,000 higher, free too). @default freePort */
+  choosePort?: () => Promise<number>;
 }
 
 export interface LocalRedis extends ServiceControl {
@@ -28,7 +30,7 @@ export interface LocalRedis extends ServiceControl {
 
 export async function startLocalRedis(options: LocalRedisOptions = {}): Promise<LocalRedis> {
   const spawn = options.spawn ?? spawnChild;
-  const port = await freePort();
+  const port = await (options.choosePort ?? freePort)();
   const dir = mkdtempSync(join(tmpdir(), 'ms-redis-'));
   let proc: ChildHandle | undefined;
   const args = () => [

@@ -15,6 +15,16 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Whether nothing listens on the port of 127.0.0.1 now (by listening on it a moment). */
+export function isPortFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
 /** Resolves once something accepts connections on the port; rejects after `attempts` tries. */
 export async function waitForPort(port: number, host = '127.0.0.1', attempts = 300): Promise<void> {
   for (let i = 0; i < attempts; i++) {
