@@ -6,51 +6,47 @@
 // mailboxes take turns, so every one of them is still read.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Cluster, Redis } from 'ioredis';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { accountKeys } from '../../src/core/keys.ts';
 import { connectBurst } from '../../src/producer/connect-pacer.ts';
 import { startDaemon, type Daemon } from '../helpers/cli.ts';
 import { generateCorpus } from '../helpers/corpus.ts';
-import { startDovecot, type Dovecot } from '../helpers/dovecot.ts';
 import { eventually } from '../helpers/ports.ts';
-import { killAllTracked } from '../helpers/processes.ts';
 import { uniquePrefix } from '../helpers/producer-env.ts';
 import { metricValue } from '../helpers/stream-read.ts';
-import { startTestRedis, type TestRedis } from '../helpers/test-redis.ts';
+import { useProducerTestbed } from '../helpers/producer-testbed.ts';
+import { startTestRedis } from '../helpers/test-redis.ts';
 
 const ACCOUNTS = Array.from({ length: 3 }, (_, i) => ({ user: `pace${i}@example.com`, password: `pw-pace-${i}`, env: `PACE${i}_PASSWORD` }));
 const MAILBOXES = ['INBOX', ...Array.from({ length: 9 }, (_, i) => `Box${i}`)];
 const RATE = 5;
 
-let dovecot: Dovecot;
-let redis: TestRedis;
-let client: Redis | Cluster;
+const bed = useProducerTestbed({
+  dovecot: { users: ACCOUNTS.map(({ user, password }) => ({ user, password })) },
+  startRedis: () => startTestRedis({ aof: false }),
+});
 let baseEnv: Record<string, string>;
 /** An accounts file of the first account alone: 10 mailboxes. */
 let oneAccountFile: string;
 let corpusSeed = 500;
 
-beforeAll(async () => {
-  [dovecot, redis] = await Promise.all([
-    startDovecot({ users: ACCOUNTS.map(({ user, password }) => ({ user, password })) }),
-    startTestRedis({ aof: false }),
-  ]);
-  client = redis.client();
-  for (const { user } of ACCOUNTS) for (const mailbox of MAILBOXES) dovecot.createMailbox(user, mailbox);
-  const accountsFile = join(mkdtempSync(join(tmpdir(), 'ms-pacing-')), 'accounts.json');
-  writeFileSync(accountsFile, JSON.stringify({
-    defaults: { host: '127.0.0.1', port: dovecot.tlsPort, secure: true, tlsCaFile: dovecot.caFile, auth: 'password', mailboxes: MAILBOXES },
-    accounts: ACCOUNTS.map(({ user, env: name }) => ({ user, password: { env: name } })),
+/** An accounts file for the local Dovecot: these accounts, every one of MAILBOXES. */
+function writeAccountsFile(path: string, accounts: typeof ACCOUNTS): string {
+  writeFileSync(path, JSON.stringify({
+    defaults: { host: '127.0.0.1', port: bed.dovecot.tlsPort, secure: true, tlsCaFile: bed.dovecot.caFile, auth: 'password', mailboxes: MAILBOXES },
+    accounts: accounts.map(({ user, env: name }) => ({ user, password: { env: name } })),
   }));
-  oneAccountFile = join(dirname(accountsFile), 'one-account.json');
-  writeFileSync(oneAccountFile, JSON.stringify({
-    defaults: { host: '127.0.0.1', port: dovecot.tlsPort, secure: true, tlsCaFile: dovecot.caFile, auth: 'password', mailboxes: MAILBOXES },
-    accounts: [{ user: ACCOUNTS[0]!.user, password: { env: ACCOUNTS[0]!.env } }],
-  }));
+  return path;
+}
+
+beforeAll(() => {
+  for (const { user } of ACCOUNTS) for (const mailbox of MAILBOXES) bed.dovecot.createMailbox(user, mailbox);
+  const dir = mkdtempSync(join(tmpdir(), 'ms-pacing-'));
+  const accountsFile = writeAccountsFile(join(dir, 'accounts.json'), ACCOUNTS);
+  oneAccountFile = writeAccountsFile(join(dir, 'one-account.json'), ACCOUNTS.slice(0, 1));
   baseEnv = {
-    ...redis.env,
+    ...bed.redisServer.env,
     ACCOUNTS_FILE: accountsFile,
     ...Object.fromEntries(ACCOUNTS.map((a) => [a.env, a.password])),
     HTTP_PORT: '0',
@@ -73,13 +69,6 @@ function running(producer: Daemon): Daemon {
 afterEach(async () => {
   for (const producer of producers) await producer.stop();
   producers.clear();
-});
-
-afterAll(async () => {
-  client?.disconnect();
-  await dovecot?.destroy();
-  await redis?.destroy();
-  expect(await killAllTracked()).toBe(0);
 });
 
 interface StatusBody {
@@ -126,20 +115,20 @@ function seedAll(perMailbox: number, accounts = ACCOUNTS): void {
   for (const { user } of accounts) {
     seeded.set(user, (seeded.get(user) ?? 0) + perMailbox * MAILBOXES.length);
     for (const mailbox of MAILBOXES) {
-      dovecot.seed(user, mailbox, generateCorpus(perMailbox, { seed: corpusSeed++, tag: `${user}-${mailbox}-${corpusSeed}` }).map((m) => m.raw));
+      bed.dovecot.seed(user, mailbox, generateCorpus(perMailbox, { seed: corpusSeed++, tag: `${user}-${mailbox}-${corpusSeed}` }).map((m) => m.raw));
     }
   }
 }
 
 async function totalLength(prefix: string, accounts = ACCOUNTS): Promise<number> {
   let n = 0;
-  for (const { user } of accounts) n += await client.xlen(accountKeys(prefix, user).stream);
+  for (const { user } of accounts) n += await bed.redis.xlen(accountKeys(prefix, user).stream);
   return n;
 }
 
 /** Connections Dovecot holds for our users now, one line each in `doveadm who -1`. */
 async function dovecotConnections(): Promise<number> {
-  const out = await dovecot.doveadm('who', '-1');
+  const out = await bed.dovecot.doveadm('who', '-1');
   return out.split('\n').filter((line) => ACCOUNTS.some((a) => line.startsWith(a.user))).length;
 }
 
@@ -169,7 +158,7 @@ describe('connection pacing (IMAP_CONNECT_RATE)', () => {
     expect(body.connections).toMatchObject({ connectRatePerSecond: RATE, connectBurst: connectBurst(RATE), waitingForRate: 0 });
     expect(body.connections.hosts).toEqual([{ host: '127.0.0.1', open: 30, cap: null, waiting: 0 }]);
 
-    await dovecot.restart();
+    await bed.dovecot.restart();
     await eventually(async () => {
       const again = await status(url);
       return again.mailboxes.every((m) => m.reconnects >= 1 && m.state === 'idle');
