@@ -4,7 +4,7 @@
 // never appended without its blobs.
 import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
-import type { BlobStore, PutResult } from '../core/blobs/blob-store.ts';
+import { overriding, type BlobStore, type PutResult } from '../core/blobs/blob-store.ts';
 
 export type BlobKind = 'raw' | 'attachment' | 'text' | 'html';
 
@@ -27,19 +27,10 @@ export interface BlobWrite {
  * before its append. The thread parses on instead of waiting for syncs one message at a time.
  */
 export function deferringDurability(store: BlobStore): BlobStore {
-  return {
-    kind: store.kind,
-    location: store.location,
+  return overriding(store, {
     put: (content) => store.put(content, { durable: false }),
     putStream: (content) => store.putStream(content, { durable: false }),
-    flush: (refs) => store.flush(refs),
-    open: (ref) => store.open(ref),
-    stat: (ref) => store.stat(ref),
-    list: () => store.list(),
-    delete: (ref) => store.delete(ref),
-    probe: () => store.probe(),
-    close: () => store.close(),
-  };
+  });
 }
 
 /**

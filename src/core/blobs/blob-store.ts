@@ -67,3 +67,25 @@ export interface BlobStore {
 export function describeStore(store: BlobStore | null): string {
   return store ? `${store.kind} ${store.location}` : 'none';
 }
+
+/**
+ * The store with some of its calls replaced (the parse threads' deferred durability, the worker's
+ * measured reads); every other call goes to the store itself.
+ */
+export function overriding(store: BlobStore, overrides: Partial<Omit<BlobStore, 'kind' | 'location'>>): BlobStore {
+  return {
+    kind: store.kind,
+    location: store.location,
+    put: (content, options) => store.put(content, options),
+    putStream: (content, options) => store.putStream(content, options),
+    flush: (refs) => store.flush(refs),
+    open: (ref) => store.open(ref),
+    stat: (ref) => store.stat(ref),
+    ...(store.presignGet ? { presignGet: (ref: string, seconds: number) => store.presignGet!(ref, seconds) } : {}),
+    list: () => store.list(),
+    delete: (ref) => store.delete(ref),
+    probe: () => store.probe(),
+    close: () => store.close(),
+    ...overrides,
+  };
+}

@@ -330,7 +330,8 @@ export class FileBlobStore implements BlobStore {
         try {
           for (const object of live) {
             const content = Buffer.allocUnsafe(object.size);
-            for (let at = 0; at < object.size;) at += readSync(fd, content, at, object.size - at, object.offset + RECORD_HEADER_BYTES + at);
+            // A pack shorter than its index says was damaged outside the store: stop, name it.
+            if (!readAll(fd, content, object.offset + RECORD_HEADER_BYTES)) throw new BlobStoreUnavailableError(`blob store ${this.location}: ${name} ends before ${refOf(object.sha256)}: the pack is damaged (mailstream blob reindex rebuilds the index from what is left)`);
             moved.push(this.guard('write', () => this.append(object.sha256, content)));
           }
         } finally {

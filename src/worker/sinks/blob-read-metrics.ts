@@ -3,7 +3,7 @@
 // up, and its time from the open to the end of the read (or the reader letting go) observed. The
 // store is opened before the daemon's metrics exist, so the counting starts once they are given.
 import { Transform, pipeline, type Readable } from 'node:stream';
-import type { BlobStore } from '../../core/blobs/blob-store.ts';
+import { overriding, type BlobStore } from '../../core/blobs/blob-store.ts';
 import { BlobNotFoundError } from '../../core/errors.ts';
 import type { Metrics } from '../../core/metrics.ts';
 
@@ -51,18 +51,7 @@ export function measuredReads(store: BlobStore): MeasuredStore {
     return counting;
   };
   return {
-    kind: store.kind,
-    location: store.location,
-    put: (content, options) => store.put(content, options),
-    putStream: (content, options) => store.putStream(content, options),
-    flush: (refs) => store.flush(refs),
-    open,
-    stat: (ref) => store.stat(ref),
-    ...(store.presignGet ? { presignGet: (ref: string, seconds: number) => store.presignGet!(ref, seconds) } : {}),
-    list: () => store.list(),
-    delete: (ref) => store.delete(ref),
-    probe: () => store.probe(),
-    close: () => store.close(),
+    ...overriding(store, { open }),
     useMetrics(given) {
       metrics = given;
       for (const result of ['ok', 'missing', 'unavailable'] as const) given.blobReads.inc({ result }, 0);
