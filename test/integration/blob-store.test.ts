@@ -3,9 +3,9 @@
 // sha256:<hex>; streamed content is hashed on the way; a store that does not answer fails typed.
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync, statfsSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, utimesSync, writeFileSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { objectPath } from '../../src/core/blobs/blob-ref.ts';
 import type { BlobStore } from '../../src/core/blobs/blob-store.ts';
@@ -13,6 +13,7 @@ import { FileBlobStore, INDEX_FILE, PACK_DIR, packBytes, RECORD_HEADER_BYTES } f
 import type { S3BlobStore } from '../../src/core/blobs/s3-store.ts';
 import { BlobNotFoundError, BlobStoreUnavailableError } from '../../src/core/errors.ts';
 import { streamBytes, useBlobTestbed } from '../helpers/blob-testbed.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const testbed = useBlobTestbed({ s3: true });
 const fileStore = (): FileBlobStore => testbed.fileStore();
@@ -270,6 +271,23 @@ describe('file store specifics', () => {
     } finally {
       execFileSync('umount', ['-l', mountPoint]);
     }
+  });
+
+  it('a blob from before pack files (a loose file at sha256/<2>/<2>/<hex>) is still read, and blob import moves it into a pack', async () => {
+    const store = fileStore();
+    await store.put(Buffer.from('a packed blob'));
+    const old = Buffer.from('written by the file store of an earlier release');
+    const ref = `sha256:${sha(old)}`;
+    const loose = join(store.location, objectPath(ref));
+    mkdirSync(dirname(loose), { recursive: true });
+    writeFileSync(loose, old);
+    expect(await streamBytes(await store.open(ref))).toEqual(old);
+    expect(await store.stat(ref)).toBeNull();
+    const run = await runCli(['blob', 'import', store.location], { BLOB_STORE_URL: `file://${store.location}`, LOG_LEVEL: 'warn' });
+    expect(run.code, run.stderr).toBe(0);
+    expect(await store.stat(ref)).toMatchObject({ size: old.length });
+    rmSync(join(store.location, 'sha256'), { recursive: true });
+    expect(await streamBytes(await store.open(ref))).toEqual(old);
   });
 
   it('flush refuses a ref that was never stored: a barrier never vouches for a missing object', async () => {

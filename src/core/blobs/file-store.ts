@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { BlobNotFoundError, BlobStoreUnavailableError } from '../errors.ts';
-import { refOf, sha256OfRef } from './blob-ref.ts';
+import { objectPath, refOf, sha256OfRef } from './blob-ref.ts';
 import type { BlobContent, BlobStat, BlobStore, PutOptions, PutResult } from './blob-store.ts';
 
 export interface FileStoreOptions {
@@ -242,7 +242,7 @@ export class FileBlobStore implements BlobStore {
     // Twice: compaction may have moved the object between the look-up and the open.
     for (let attempt = 0; ; attempt++) {
       const row = this.guard('read', () => this.readStmts()?.get.get(sha256) as Row | undefined);
-      if (!row) throw new BlobNotFoundError(ref, this.location);
+      if (!row) return this.openLoose(ref);
       if (row.size === 0) return Readable.from([]);
       const start = row.offset + RECORD_HEADER_BYTES;
       const stream = createReadStream(join(this.packDir, row.pack), { start, end: start + row.size - 1 });
@@ -254,6 +254,17 @@ export class FileBlobStore implements BlobStore {
       if ((opened as NodeJS.ErrnoException).code === 'ENOENT' && attempt === 0) continue;
       throw new BlobStoreUnavailableError(`blob store ${this.location}: ${opened.message}`, { cause: opened });
     }
+  }
+
+  /**
+   * A blob written before the store kept packs, at its old place (`sha256/<2>/<2>/<hex>`): still
+   * read, so an upgraded store delivers what its entries refer to. Only reads see it (stat, list and
+   * `blob check` do not): `mailstream blob import <the store's directory>` moves such blobs into packs.
+   */
+  private async openLoose(ref: string): Promise<Readable> {
+    const path = join(this.dir, objectPath(ref));
+    if (!this.guard('read', () => statSync(path, { throwIfNoEntry: false })?.isFile())) throw new BlobNotFoundError(ref, this.location);
+    return createReadStream(path);
   }
 
   async stat(ref: string): Promise<BlobStat | null> {
