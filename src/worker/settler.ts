@@ -74,8 +74,13 @@ export class Settler {
   async unblocked(signal?: AbortSignal): Promise<void> {
     while (this.blocked && !signal?.aborted) {
       await new Promise<void>((resolve) => {
-        this.unblockWaiters.push(resolve);
-        signal?.addEventListener('abort', () => resolve(), { once: true });
+        // The listener goes with the wait: every lane waits on the same stop signal, once per episode.
+        const done = () => {
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        this.unblockWaiters.push(done);
+        signal?.addEventListener('abort', done, { once: true });
       });
     }
   }
