@@ -30,6 +30,8 @@ export interface TurnSchedulerOptions {
 
 /** setTimeout's longest delay; a later retry is found by a sweep before then anyway. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Due retries are collected at most this often: each collection looks at every account with one. */
+const RETRY_TICK_MS = 50;
 /** Failed turns are logged at warn at most this often (Redis refusing reads fails every account). */
 const WARN_EVERY_MS = 1_000;
 
@@ -141,7 +143,7 @@ export class TurnScheduler {
   private armRetryTimer(at: number): void {
     clearTimeout(this.retryTimer);
     this.retryTimerAt = at;
-    this.retryTimer = setTimeout(() => this.retriesDue(), Math.min(MAX_TIMER_MS, Math.max(0, at - Date.now())));
+    this.retryTimer = setTimeout(() => this.retriesDue(), Math.min(MAX_TIMER_MS, Math.max(RETRY_TICK_MS, at - Date.now())));
     this.retryTimer.unref();
   }
 
