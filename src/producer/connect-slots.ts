@@ -7,7 +7,7 @@
 export interface HostSlot {
   /** Gives the slot back: the next mailbox in line gets it. Safe to call twice. */
   release(): void;
-  /** True once a waiting mailbox has asked for this slot. */
+  /** True while a mailbox that asked for this slot still waits. */
   readonly wanted: boolean;
 }
 
@@ -62,9 +62,12 @@ export class HostSlots {
 
   private take(held: Held): HostSlot {
     this.held.add(held);
+    const queue = this.queue;
     return {
       release: () => this.release(held),
-      get wanted() { return held.wanted; },
+      // Asked, and still somebody waits: a waiter that went (stopped, served by a slot freed
+      // otherwise) leaves no holder handing its connection over to nobody.
+      get wanted() { return held.wanted && queue.length > 0; },
     };
   }
 

@@ -94,6 +94,17 @@ describe('HostSlots', () => {
     expect([cSlot.wanted, dSlot.wanted]).toEqual([false, false]);
   });
 
+  it('a holder asked for a waiter that then stopped is no longer wanted (it hands over to nobody)', async () => {
+    const slots = new HostSlots('h', 1);
+    const holder = (await slots.acquire(() => undefined))!;
+    const stop = new AbortController();
+    const waiting = slots.acquire(() => undefined, stop.signal);
+    expect(holder.wanted).toBe(true);
+    stop.abort();
+    expect(await waiting).toBeUndefined();
+    expect(holder.wanted).toBe(false);
+  });
+
   it('a stopped waiter leaves the line; no cap never waits', async () => {
     const capped = new HostSlots('h', 1);
     await capped.acquire(() => undefined);
