@@ -111,7 +111,7 @@ export const SETTINGS = {
   FETCH_BATCH_SIZE: { schema: int(1, 5000), default: '200', doc: 'messages fetched and appended per batch' },
   IMAP_MAX_CONNECTIONS: { schema: int(1, 15), default: '10', doc: 'connections this producer opens per account at most (Gmail allows about 15)' },
   IMAP_CONNECT_RATE: { schema: rate, default: '10', doc: 'IMAP logins a producer process starts per second at most, over all its mailboxes (first connects and reconnects; a burst of up to 5)' },
-  IMAP_MAX_CONNECTIONS_PER_HOST: { schema: int(0, 1_000_000), default: '0', doc: 'mailbox connections a producer process holds to one IMAP host at most (0: no cap); mailboxes past it wait and take turns, each polled at least every POLL_INTERVAL_MS' },
+  IMAP_MAX_CONNECTIONS_PER_HOST: { schema: int(0, 1_000_000), default: '0', doc: 'mailbox connections a producer process holds to one IMAP host at most (0: no cap); mailboxes past it wait and take turns: one that hands its connection over rests POLL_INTERVAL_MS, then waits for a slot again, so it is looked at about every POLL_INTERVAL_MS plus its wait in line' },
   START_FROM: { schema: startFrom, default: 'now', doc: 'for a mailbox never seen: all, now, or a date YYYY-MM-DD' },
   MAX_BODY_BYTES: { schema: int(1024, 64 * 1024 * 1024), default: String(1024 * 1024), doc: 'text and html are each cut to this many bytes (with a truncation flag): by the producer without a blob store, by the worker reading them back from the store with one (SINK_BODIES=whole)' },
   PARSE_THREADS: { schema: int(0, 64), default: '0', doc: 'worker threads that parse mail; 0 picks one per spare core' },
