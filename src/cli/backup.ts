@@ -26,6 +26,8 @@ export function registerBackup(program: Command): void {
         const report = await runBackup({ redis, redisUrl: config.redis.url, prefix: config.prefix, outDir: options.out, keep, logicalOnly: options.logicalOnly, blobStore });
         // The logical export is complete either way; a snapshot that should have worked still fails the run.
         if (!report.snapshot.copied && report.snapshot.failed) process.exitCode = 1;
+        // A damaged blob is a loss the operator must hear of (restore it from an older backup).
+        if (report.blobs.copied && report.blobs.damaged.length > 0) process.exitCode = 1;
         if (options.json) {
           process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
           return;
@@ -40,6 +42,9 @@ export function registerBackup(program: Command): void {
         process.stdout.write(b.copied
           ? `blobs: ${b.dir}\n  ${b.objects} in the store, ${b.newObjects} new copied (${b.newBytes} bytes)\n`
           : `blobs: not copied: ${options.blobs ? b.reason : 'skipped (--no-blobs)'}\n`);
+        if (b.copied && b.damaged.length > 0) {
+          process.stdout.write(`  ${b.damaged.length} damaged in the store (their bytes do not hash to their ref), not copied: ${b.damaged.slice(0, 20).join(', ')}${b.damaged.length > 20 ? ', ...' : ''}\n`);
+        }
         if (report.pruned.length > 0) process.stdout.write(`pruned: ${report.pruned.join(', ')}\n`);
       } finally {
         await closeRedis(redis);

@@ -7,16 +7,17 @@
 // store before it started.
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { dirname, join } from 'node:path';
-import { objectPath } from '../core/blobs/blob-ref.ts';
+import { objectPath, refOf } from '../core/blobs/blob-ref.ts';
 import type { BlobStore } from '../core/blobs/blob-store.ts';
 import { FileBlobStore } from '../core/blobs/file-store.ts';
 import { BlobNotFoundError, MailstreamError } from '../core/errors.ts';
 
 export type BlobBackup =
-  | { copied: true; dir: string; objects: number; newObjects: number; newBytes: number }
+  | { copied: true; dir: string; objects: number; newObjects: number; newBytes: number; damaged: string[] }
   | { copied: false; reason: string };
 
 export const BLOB_BACKUP_DIR = 'blobs';
@@ -25,7 +26,7 @@ export async function backupBlobs(store: BlobStore | null, outDir: string): Prom
   if (!store) return { copied: false, reason: 'no blob store (BLOB_STORE_URL=none)' };
   if (!(store instanceof FileBlobStore)) return { copied: false, reason: `${store.location} is not copied: keep an S3 store with bucket versioning or replication (runbooks/blob-store.md)` };
   const dir = join(outDir, BLOB_BACKUP_DIR);
-  const report = { copied: true as const, dir, objects: 0, newObjects: 0, newBytes: 0 };
+  const report = { copied: true as const, dir, objects: 0, newObjects: 0, newBytes: 0, damaged: [] as string[] };
   const made = new Set<string>();
   try {
     for await (const blob of store.list()) {
@@ -37,7 +38,9 @@ export async function backupBlobs(store: BlobStore | null, outDir: string): Prom
         await mkdir(dirname(target), { recursive: true, mode: 0o700 });
         made.add(dirname(target));
       }
-      if (await copyBlob(store, blob.ref, target)) {
+      const copied = await copyBlob(store, blob.ref, target);
+      if (copied === 'damaged') report.damaged.push(blob.ref);
+      else if (copied) {
         report.newObjects += 1;
         report.newBytes += blob.size;
       }
@@ -48,8 +51,11 @@ export async function backupBlobs(store: BlobStore | null, outDir: string): Prom
   return report;
 }
 
-/** false when the blob left the store since it was listed (`blob gc`): no loss. */
-async function copyBlob(store: BlobStore, ref: string, target: string): Promise<boolean> {
+/**
+ * false when the blob left the store since it was listed (`blob gc`): no loss. 'damaged' when its
+ * bytes do not hash to its ref: not copied under that name (a backup of it would restore nothing).
+ */
+async function copyBlob(store: BlobStore, ref: string, target: string): Promise<boolean | 'damaged'> {
   let source;
   try {
     source = await store.open(ref);
@@ -60,7 +66,13 @@ async function copyBlob(store: BlobStore, ref: string, target: string): Promise<
   // Through a temporary name: an interrupted backup never leaves a partial blob under a real name.
   const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await pipeline(source, createWriteStream(tmp, { mode: 0o600 }));
+    const hash = createHash('sha256');
+    const hashing = new Transform({ transform(chunk: Buffer, _encoding, done) { hash.update(chunk); done(null, chunk); } });
+    await pipeline(source, hashing, createWriteStream(tmp, { mode: 0o600 }));
+    if (refOf(hash.digest('hex')) !== ref) {
+      await rm(tmp, { force: true });
+      return 'damaged';
+    }
     await rename(tmp, target);
   } catch (err) {
     await rm(tmp, { force: true });

@@ -2,7 +2,7 @@
 // only what is new each time, as loose files (sha256/<2>/<2>/<hex>) whatever the store keeps on
 // disk; `mailstream blob check` finds a ref whose blob is missing, and `mailstream blob import` of
 // the backup repairs it, as runbooks/blob-store.md says.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -85,6 +85,18 @@ describe('backup and check of the file blob store', () => {
     const repaired = await runCli(['blob', 'check'], env);
     expect(repaired.code, repaired.stdout).toBe(0);
     expect(readdirSync(out).filter((f) => f.endsWith('.jsonl.gz'))).toHaveLength(3);
+
+    // A blob whose bytes were damaged in the store is reported (exit 1), never copied under its name.
+    const damaged = refs[0]!;
+    const at = store.locate(damaged)!;
+    const fd = openSync(at.path, 'r+');
+    writeSync(fd, Buffer.from('X'), 0, 1, at.start);
+    closeSync(fd);
+    rmSync(join(out, 'blobs', objectPath(damaged)));
+    const third = await runCli(['backup', '--out', out, '--logical-only'], env);
+    expect(third.code).toBe(1);
+    expect(third.stdout).toContain(`1 damaged in the store (their bytes do not hash to their ref), not copied: ${damaged}`);
+    expect(existsSync(join(out, 'blobs', objectPath(damaged)))).toBe(false);
     await store.close();
   });
 });
