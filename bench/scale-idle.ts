@@ -63,10 +63,10 @@ function logMessages(output: string): Map<string, number> {
   return counts;
 }
 
-/** One unlabelled series of a daemon's /metrics (prom-client's process and Node.js figures). */
-async function metric(daemon: DaemonProcess, name: string): Promise<number> {
+/** Unlabelled series of a daemon's /metrics (prom-client's process and Node.js figures), read at once. */
+async function metrics(daemon: DaemonProcess, names: readonly string[]): Promise<number[]> {
   const text = await (await fetch(`${daemon.httpUrl}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return names.map((name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN));
 }
 
 /**
@@ -121,8 +121,9 @@ export async function idleRun(stack: ScaleStack, mailboxes: number, options: Idl
     log(`scale: ${mailboxes} mailboxes in IDLE after ${timeToIdleSeconds.toFixed(1)} s`);
     await sleep(options.settleMs);
     const producerRssMb = await steadyRss(producer.handle.child.pid!);
-    const producerHeapUsedMb = (await metric(producer, 'nodejs_heap_size_used_bytes')) / MB;
-    const producerExternalMb = (await metric(producer, 'nodejs_external_memory_bytes')) / MB;
+    const [heapBytes, externalBytes] = await metrics(producer, ['nodejs_heap_size_used_bytes', 'nodejs_external_memory_bytes']);
+    const producerHeapUsedMb = heapBytes! / MB;
+    const producerExternalMb = externalBytes! / MB;
 
     const worker = await spawnDaemon('worker', { env: stack.workerEnv(accountsFile, NOOP_SINK, { MAILSTREAM_PREFIX: 'scale' }) });
     daemons.push(worker);

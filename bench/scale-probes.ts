@@ -10,27 +10,30 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let ticksPerSecond: number | undefined;
 
-/** CPU seconds (user + system, every thread) the process has used so far. */
-export function cpuSeconds(pid: number): number {
+/** A /proc stat line's name and its CPU seconds, user and system apart. */
+function statCpu(path: string): { name: string; user: number; system: number } {
   ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const stat = readFileSync(path, 'utf8');
   // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+  return { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), user: Number(fields[11]) / ticksPerSecond, system: Number(fields[12]) / ticksPerSecond };
+}
+
+/** CPU seconds (user + system, every thread) the process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const { user, system } = statCpu(`/proc/${pid}/stat`);
+  return user + system;
 }
 
 /** CPU seconds of each thread of a process, by thread name (`node`, `libuv-worker`, `V8 DefaultWorke`, ...), user and system apart. */
 export function threadCpu(pid: number): Map<string, { user: number; system: number }> {
-  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
   const out = new Map<string, { user: number; system: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const { name, user, system } = statCpu(`/proc/${pid}/task/${tid}/stat`);
       const was = out.get(name) ?? { user: 0, system: 0 };
-      out.set(name, { user: was.user + Number(fields[11]) / ticksPerSecond, system: was.system + Number(fields[12]) / ticksPerSecond });
+      out.set(name, { user: was.user + user, system: was.system + system });
     } catch {
       // the thread ended meanwhile
     }
