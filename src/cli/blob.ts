@@ -1,4 +1,4 @@
-// `mailstream blob get|stat|check|gc|import`: the blob store BLOB_STORE_URL names (raw messages,
+// `mailstream blob get|stat|check|gc|import|reindex`: the blob store BLOB_STORE_URL names (raw messages,
 // attachments, long bodies the entries point at with `sha256:<hex>` refs).
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
